@@ -1,0 +1,171 @@
+# lossweight -- a plain Makefile.
+#
+#   make            build build/lossweightd, build/lossweight, the libraries
+#   make run        install missing packages, build, start lossweightd on 127.0.0.1:7070
+#   make test       install missing packages, build, run every test
+#   make check      the unit tests under AddressSanitizer + UBSan (build-san/)
+#   make bench      benchmarks (figures, not pass/fail)
+#   make fuzz       a longer libFuzzer run over request parsing
+#   make install    PREFIX=/usr/local DESTDIR= (GNU dirs)
+#   make deps       apt-get the Debian packages we build and test with
+#
+# BUILD=dir puts every output under dir (default build/), so several builds
+# (plain, sanitizers, another compiler) can live side by side.
+
+CC       ?= cc
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
+SBINDIR  ?= $(PREFIX)/sbin
+LIBDIR   ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR  ?= $(PREFIX)/share
+MANDIR   ?= $(DATADIR)/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+PYTHON   ?= /usr/bin/python3
+
+PKGS     := libmicrohttpd libcjson libuv
+DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+LAPACK_LIBS := -llapacke -llapack -lblas
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+OPT      ?= -O2 -g
+CFLAGS   ?= $(OPT)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fPIC -Ilib -Iserver $(DEP_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS  ?=
+ALL_LDFLAGS := $(LDFLAGS) $(EXTRA_LDFLAGS)
+
+LIB_SRC  := $(sort $(wildcard lib/*.c) $(wildcard lib/methods/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# wire.c: JSON <-> library structs, shared by the daemon and the tool.
+WIRE_SRC := server/wire.c
+WIRE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(WIRE_SRC)))
+SRV_SRC  := $(filter-out $(WIRE_SRC) server/main.c,$(sort $(wildcard server/*.c)))
+SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/%.o)
+TOOL_SRC := tools/lossweight.c
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+
+LIBA     := $(BUILD)/liblossweight.a
+LIBSO    := $(BUILD)/liblossweight.so
+DAEMON   := $(BUILD)/lossweightd
+TOOL     := $(BUILD)/lossweight
+
+.PHONY: all lib test unit check bench fuzz install uninstall deps run clean integration refdata
+
+all: $(LIBA) $(LIBSO) $(TOOL) $(if $(wildcard server/main.c),$(DAEMON))
+
+lib: $(LIBA)
+
+$(BUILD)/%.o: %.c $(wildcard lib/*.h server/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBA): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(LIBSO): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,liblossweight.so.0 -o $@ $^ $(ALL_LDFLAGS) $(LAPACK_LIBS) -lm
+
+$(TOOL): $(BUILD)/tools/lossweight.o $(WIRE_OBJ) $(LIBA)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
+
+$(DAEMON): $(BUILD)/server/main.o $(SRV_OBJ) $(WIRE_OBJ) $(LIBA)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
+
+$(BUILD)/tests/%: tests/unit/%.c $(WIRE_OBJ) $(LIBA) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests/unit -o $@ $< $(WIRE_OBJ) $(LIBA) \
+	    $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
+
+$(BUILD)/bench/%: tests/bench/%.c $(WIRE_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(WIRE_OBJ) $(LIBA) \
+	    $(ALL_LDFLAGS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
+
+# ---- tests ----
+
+# Unit tests: every tests/unit/test_*.c is one cmocka program. They find the
+# reference vectors through LW_REFDATA and the tool through LW_TOOL.
+unit: $(UNIT_BIN) $(TOOL)
+	@fail=0; for t in $(UNIT_BIN); do \
+	    echo "== $$t"; \
+	    LW_REFDATA=tests/refdata LW_TOOL=$(TOOL) $$t || fail=1; \
+	done; exit $$fail
+
+integration: all
+	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
+	    LW_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/integration; fi
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+
+# Sanitizers: a separate build tree, same tests.
+check: deps
+	$(MAKE) BUILD=build-san CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
+	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined" unit
+
+bench: all $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+	@if ls tests/bench/*.sh >/dev/null 2>&1; then \
+	    for s in tests/bench/*.sh; do echo "== $$s"; BUILD=$(BUILD) bash $$s || exit 1; done; fi
+
+fuzz:
+	@echo "no fuzz targets yet"
+
+# ---- packages ----
+
+DEBS := build-essential pkg-config clang libmicrohttpd-dev libcjson-dev libuv1-dev \
+        libcmocka-dev liblapacke-dev libopenblas-dev python3 python3-pytest \
+        python3-jsonschema curl
+deps:
+	@missing=""; for p in $(DEBS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' \
+	        || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+run: deps
+	$(MAKE) all
+	@mkdir -p var
+	$(DAEMON) --listen 127.0.0.1:7070 --data-dir var
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 $(TOOL) $(DESTDIR)$(BINDIR)/lossweight
+	[ ! -f $(DAEMON) ] || install -m 0755 $(DAEMON) $(DESTDIR)$(SBINDIR)/lossweightd
+	install -m 0644 $(LIBA) $(DESTDIR)$(LIBDIR)/liblossweight.a
+	install -m 0755 $(LIBSO) $(DESTDIR)$(LIBDIR)/liblossweight.so.0
+	ln -sf liblossweight.so.0 $(DESTDIR)$(LIBDIR)/liblossweight.so
+	install -m 0644 lib/lossweight.h $(DESTDIR)$(INCLUDEDIR)/lossweight.h
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    lib/lossweight.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/lossweight.pc
+	install -m 0644 doc/lossweight.1 $(DESTDIR)$(MANDIR)/man1/lossweight.1
+	if [ -d systemd ] && ls systemd/*.service >/dev/null 2>&1; then \
+	    install -d $(DESTDIR)$(SYSTEMDUNITDIR) && \
+	    sed -e 's|@SBINDIR@|$(SBINDIR)|' systemd/lossweightd.service \
+	        > $(DESTDIR)$(SYSTEMDUNITDIR)/lossweightd.service; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/lossweight $(DESTDIR)$(SBINDIR)/lossweightd \
+	    $(DESTDIR)$(LIBDIR)/liblossweight.a $(DESTDIR)$(LIBDIR)/liblossweight.so* \
+	    $(DESTDIR)$(INCLUDEDIR)/lossweight.h $(DESTDIR)$(LIBDIR)/pkgconfig/lossweight.pc \
+	    $(DESTDIR)$(MANDIR)/man1/lossweight.1 $(DESTDIR)$(SYSTEMDUNITDIR)/lossweightd.service
+
+clean:
+	rm -rf build build-san build-*

@@ -1,0 +1,148 @@
+/*
+ * lw_internal.h -- what method files and job.c share; not installed.
+ *
+ * A method is one `lw_method` row (lib/methods/<name>.c defines it, and
+ * lib/table.c lists it). The row carries the public description
+ * (lw_method_info: name, inputs, parameters, state arrays) and the
+ * functions job.c calls. job.c owns everything generic: parsing and range
+ * checking of parameters, shape and finiteness checks of inputs, the state
+ * buffer and its transactional update, export/import. A method only adds
+ * what is specific to it.
+ *
+ * State is a flat array of doubles laid out as the method's state table
+ * says (LW_LEN_1 / T / TT each). Counters are doubles too (exact to 2^53),
+ * so one array exports, copies and restores everything. lw_job_step() runs
+ * the method's step on a working copy of the state and commits it only if
+ * the step succeeds, so a failing step changes nothing.
+ */
+#ifndef LW_INTERNAL_H
+#define LW_INTERNAL_H
+
+#include "lossweight.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h> /* snprintf only: lib/ does no I/O */
+
+/* A resolved parameter value. */
+typedef struct lw_pval {
+    double num;  /* NUMBER, INT */
+    int choice;  /* CHOICE: index into choices */
+    double *vec; /* VECTOR: T numbers owned by the job, or NULL when unset */
+    int given;   /* 1: the spec named this parameter */
+} lw_pval;
+
+/* A task as the job keeps it (copied from lw_task). */
+typedef struct lw_task_priv {
+    char *name;
+    double init_loss, prior_loss, label_var;
+    double *class_freq;
+    size_t n_class_freq;
+    int64_t classes;
+} lw_task_priv;
+
+typedef struct lw_method lw_method;
+
+struct lw_job {
+    const lw_method *method;
+    size_t T;
+    uint64_t seed;
+    uint64_t steps_done;
+    double steps_done_view; /* steps_done as the exported "steps_done" array */
+    lw_task_priv *tasks;
+    lw_pval *params;     /* method->info.n_params entries */
+    size_t *state_off;   /* offset of each state array in `state` */
+    size_t state_len;    /* doubles */
+    double *state;       /* committed */
+    double *scratch;     /* working copy for a step in progress */
+    double *work;        /* method workspace, work_size(T) doubles */
+    size_t work_len;
+};
+
+struct lw_method {
+    lw_method_info info;
+    /* Cross-parameter and task checks once params are resolved (e.g. manual's
+     * weights not all zero, prior_norm's priors present). May be NULL. */
+    int (*check_spec)(const lw_job *job, lw_error *err);
+    /* Fill defaults that depend on T or on other parameters (e.g. a VECTOR
+     * whose default is 1/T each: allocate params[i].vec with malloc). Runs
+     * after parameters are parsed, before check_spec. May be NULL. Returns
+     * 0 or LW_ENOMEM. */
+    int (*fill_defaults)(lw_job *job);
+    /* Inputs required under this job's params, if more than info.inputs
+     * (e.g. dwa with window 0 needs epoch). May be NULL. */
+    unsigned (*needs)(const lw_job *job);
+    /* Input checks that depend on the method or its state, after the generic
+     * shape/finiteness/required checks passed (e.g. L > 0, epoch not going
+     * back). May be NULL. */
+    int (*check_input)(const lw_job *job, const double *state, const lw_input *in,
+                       lw_error *err);
+    /* Initial state; the state is zeroed before. May be NULL. */
+    void (*init)(const lw_job *job, double *state);
+    /* Decide one step: write T numbers to w and update `state` in place.
+     * `state` is a working copy: on a non-zero return it is thrown away.
+     * `work` holds work_size(T) doubles. Must not allocate. */
+    int (*step)(const lw_job *job, double *state, double *work, const lw_input *in,
+                double *w, lw_error *err);
+    /* Doubles of workspace a step needs. May be NULL (none). */
+    size_t (*work_size)(size_t T);
+    /* A person's view of the state. May be NULL: then every state array is
+     * shown under its own name. May allocate (not on the step path). */
+    void (*describe)(const lw_job *job, const double *state, lw_view_fn fn, void *ud);
+    /* Extra check of an imported state array (already finite and the right
+     * length), e.g. sigma > 0. May be NULL. */
+    int (*check_state)(const lw_job *job, size_t idx, const double *v, lw_error *err);
+};
+
+/* The table (lib/table.c). */
+extern const lw_method *const lw_methods[];
+extern const size_t lw_n_methods;
+
+/* ---- helpers for method files (lib/util.c) ---- */
+
+/* Fill err (code, field, printf-style message); returns code. err may be NULL. */
+int lw_fail(lw_error *err, int code, const char *field, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* Pointer to state array idx inside `state` (the committed or working copy). */
+static inline double *lw_st(const lw_job *job, double *state, size_t idx)
+{
+    return state + job->state_off[idx];
+}
+static inline const double *lw_stc(const lw_job *job, const double *state, size_t idx)
+{
+    return state + job->state_off[idx];
+}
+
+/* Parameter shorthands. */
+static inline double lw_pnum(const lw_job *job, size_t i) { return job->params[i].num; }
+static inline int lw_pchoice(const lw_job *job, size_t i) { return job->params[i].choice; }
+static inline const double *lw_pvec(const lw_job *job, size_t i) { return job->params[i].vec; }
+
+/* out = softmax(x / temp) over n entries, max-subtracted, fixed order. */
+void lw_softmax(const double *x, size_t n, double temp, double *out);
+
+/* log(sum exp(x_i)), max-subtracted. */
+double lw_logsumexp(const double *x, size_t n);
+
+/* Check every losses[i] > 0; field "losses[i]" on failure. */
+int lw_check_positive_losses(const lw_input *in, size_t T, lw_error *err);
+
+/* PyTorch-exact optimizer steps on n parameters x with gradient g.
+ * Adam: torch.optim.Adam (non-fused, amsgrad off) with L2 weight decay added
+ * to the gradient; m, v: moments; *t: step count (incremented).
+ * SGD: plain x -= lr * (g + wd * x). */
+typedef struct lw_adam {
+    double lr, beta1, beta2, eps, weight_decay;
+} lw_adam;
+void lw_adam_step(const lw_adam *opt, size_t n, double *x, const double *g,
+                  double *m, double *v, double *t);
+void lw_sgd_step(double lr, double weight_decay, size_t n, double *x, const double *g);
+
+/* Shared choices lists. */
+extern const char *const lw_choices_optimizer[]; /* "adam", "sgd" */
+
+#endif /* LW_INTERNAL_H */
