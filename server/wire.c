@@ -179,6 +179,8 @@ void wire_spec_free(wire_spec *s)
             free(s->class_freqs[i]);
     }
     for (size_t i = 0; i < s->lib.n_params; i++) {
+        if (s->param_names)
+            free(s->param_names[i]);
         if (s->param_strings)
             free(s->param_strings[i]);
         if (s->param_arrays)
@@ -186,6 +188,7 @@ void wire_spec_free(wire_spec *s)
     }
     free(s->task_names);
     free(s->class_freqs);
+    free(s->param_names);
     free(s->param_strings);
     free(s->param_arrays);
     free(s->tasks);
@@ -280,7 +283,9 @@ static int parse_param(const cJSON *p, size_t i, wire_spec *s, lw_error *err)
     lw_value *v = &s->params[i];
     char f[96];
     snprintf(f, sizeof f, "params.%.64s", p->string);
-    v->name = p->string;
+    if (!(s->param_names[i] = dupstr(p->string)))
+        return nomem(err);
+    v->name = s->param_names[i];
     if (cJSON_IsNumber(p)) {
         v->kind = LW_VAL_NUMBER;
         return get_number(p, f, &v->number, err);
@@ -384,12 +389,13 @@ int wire_parse_spec(const cJSON *json, const wire_limits *lim, wire_spec *s, lw_
     s->task_names = calloc(T, sizeof *s->task_names);
     s->class_freqs = calloc(T, sizeof *s->class_freqs);
     s->params = calloc(P ? P : 1, sizeof *s->params);
+    s->param_names = calloc(P ? P : 1, sizeof *s->param_names);
     s->param_strings = calloc(P ? P : 1, sizeof *s->param_strings);
     s->param_arrays = calloc(P ? P : 1, sizeof *s->param_arrays);
     s->lib.n_tasks = T;
     s->lib.n_params = P;
     if (!s->method || !s->tasks || !s->task_names || !s->class_freqs || !s->params ||
-        !s->param_strings || !s->param_arrays) {
+        !s->param_names || !s->param_strings || !s->param_arrays) {
         wire_spec_free(s);
         return nomem(err);
     }

@@ -35,6 +35,7 @@ typedef struct wire_spec {
     char **task_names;
     double **class_freqs;
     lw_value *params;
+    char **param_names;
     char **param_strings;
     double **param_arrays;
     int world_size;         /* default 1 */
@@ -97,7 +98,9 @@ cJSON *wire_describe_json(const lw_job *job);
  * scratch job and keep it only on success. */
 int wire_state_from_json(const cJSON *obj, lw_job *job, lw_error *err);
 
-/* An array of n doubles. */
+/* An array of n doubles. Trees built by the wire_* printers hold numbers as
+ * raw text (so they print bit-exact): they are for printing, not for
+ * reading back with cJSON_IsNumber -- print and parse for that. */
 cJSON *wire_doubles(const double *v, size_t n);
 
 /* Print JSON compactly into a malloc'd string (cJSON_PrintUnformatted),
