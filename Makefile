@@ -36,6 +36,12 @@ OPT      ?= -O2 -g
 CFLAGS   ?= $(OPT)
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fPIC -Ilib -Iserver $(DEP_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  ?=
+# V=1 shows full command lines.
+V ?= 0
+ifeq ($(V),0)
+Q = @
+say = @printf '  %-6s %s\n' $(1) $(2);
+endif
 ALL_LDFLAGS := $(LDFLAGS) $(EXTRA_LDFLAGS)
 
 LIB_SRC  := $(sort $(wildcard lib/*.c) $(wildcard lib/methods/*.c))
@@ -64,30 +70,30 @@ lib: $(LIBA)
 
 $(BUILD)/%.o: %.c $(wildcard lib/*.h server/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $^
+	@rm -f $@
+	$(call say,AR,$@)ar rcs $@ $^
 
 $(LIBSO): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,liblossweight.so.0 -o $@ $^ $(ALL_LDFLAGS) $(LAPACK_LIBS) -lm
+	$(call say,LD,$@)$(CC) -shared -Wl,-soname,liblossweight.so.0 -o $@ $^ $(ALL_LDFLAGS) $(LAPACK_LIBS) -lm
 
 $(TOOL): $(BUILD)/tools/lossweight.o $(WIRE_OBJ) $(LIBA)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
+	$(call say,LD,$@)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
 
 $(DAEMON): $(BUILD)/server/main.o $(SRV_OBJ) $(WIRE_OBJ) $(LIBA)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
+	$(call say,LD,$@)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
 
 $(BUILD)/tests/%: tests/unit/%.c $(WIRE_OBJ) $(LIBA) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests/unit -o $@ $< $(WIRE_OBJ) $(LIBA) \
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests/unit -o $@ $< $(WIRE_OBJ) $(LIBA) \
 	    $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
 
 $(BUILD)/bench/%: tests/bench/%.c $(WIRE_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(WIRE_OBJ) $(LIBA) \
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(WIRE_OBJ) $(LIBA) \
 	    $(ALL_LDFLAGS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
 
 # ---- tests ----
@@ -95,19 +101,18 @@ $(BUILD)/bench/%: tests/bench/%.c $(WIRE_OBJ) $(LIBA)
 # Unit tests: every tests/unit/test_*.c is one cmocka program. They find the
 # reference vectors through LW_REFDATA and the tool through LW_TOOL.
 unit: $(UNIT_BIN) $(TOOL)
-	@fail=0; for t in $(UNIT_BIN); do \
-	    echo "== $$t"; \
-	    LW_REFDATA=tests/refdata LW_TOOL=$(TOOL) $$t || fail=1; \
-	done; exit $$fail
+	@LW_REFDATA=tests/refdata LW_TOOL=$(TOOL) tests/run.sh unit $(UNIT_BIN)
 
 integration: all
-	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
-	    LW_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/integration; fi
+	@LW_BUILD=$(BUILD) tests/run.sh pytest tests/integration
 
+# Every suite runs even if an earlier one failed; the last line is the total.
 test: deps
-	$(MAKE) all
-	$(MAKE) unit
-	$(MAKE) integration
+	@$(MAKE) --no-print-directory all
+	@tally=$$(mktemp); st=0; \
+	LW_TALLY=$$tally $(MAKE) --no-print-directory unit || st=1; \
+	LW_TALLY=$$tally $(MAKE) --no-print-directory integration || st=1; \
+	LW_TALLY=$$tally tests/run.sh total || st=1; rm -f $$tally; exit $$st
 
 # Sanitizers: a separate build tree, same tests.
 check: deps
