@@ -49,7 +49,7 @@ static void format_double(double d, char *buf, size_t n)
     }
 }
 
-static cJSON *wire_number(double d)
+cJSON *wire_number(double d)
 {
     char buf[40];
     if (!isfinite(d))
@@ -73,6 +73,25 @@ cJSON *wire_doubles(const double *v, size_t n)
     for (size_t i = 0; a && i < n; i++)
         cJSON_AddItemToArray(a, wire_number(v[i]));
     return a;
+}
+
+cJSON *wire_exact_copy(const cJSON *json)
+{
+    if (cJSON_IsNumber(json))
+        return wire_number(json->valuedouble);
+    if (!cJSON_IsArray(json) && !cJSON_IsObject(json))
+        return cJSON_Duplicate(json, 1);
+    cJSON *out = cJSON_IsArray(json) ? cJSON_CreateArray() : cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, json)
+    {
+        cJSON *c = wire_exact_copy(it);
+        if (cJSON_IsObject(json))
+            cJSON_AddItemToObject(out, it->string, c);
+        else
+            cJSON_AddItemToArray(out, c);
+    }
+    return out;
 }
 
 char *wire_print(const cJSON *json) { return cJSON_PrintUnformatted(json); }

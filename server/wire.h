@@ -102,6 +102,11 @@ int wire_state_from_json(const cJSON *obj, lw_job *job, lw_error *err);
  * raw text (so they print bit-exact): they are for printing, not for
  * reading back with cJSON_IsNumber -- print and parse for that. */
 cJSON *wire_doubles(const double *v, size_t n);
+cJSON *wire_number(double d);
+
+/* A copy of any tree with every number turned into bit-exact raw text, for
+ * printing a parsed document back out without losing bits. */
+cJSON *wire_exact_copy(const cJSON *json);
 
 /* Print JSON compactly into a malloc'd string (cJSON_PrintUnformatted),
  * doubles printed so they read back to the same bits. */

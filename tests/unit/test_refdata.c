@@ -99,13 +99,18 @@ static void run_tool(const cJSON *c, double *got, size_t nsteps, size_t T)
     int fd = mkstemp(in_path);
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "w");
-    char *s = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "spec"));
+    /* Bit-exact: cJSON's own printer may drop the last bit of a double. */
+    cJSON *exact = wire_exact_copy(cJSON_GetObjectItem(c, "spec"));
+    char *s = wire_print(exact);
+    cJSON_Delete(exact);
     fprintf(f, "%s\n", s);
     free(s);
     const cJSON *st;
     cJSON_ArrayForEach(st, cJSON_GetObjectItem(c, "steps"))
     {
-        s = cJSON_PrintUnformatted(st);
+        exact = wire_exact_copy(st);
+        s = wire_print(exact);
+        cJSON_Delete(exact);
         fprintf(f, "%s\n", s);
         free(s);
     }
