@@ -241,7 +241,8 @@ void lw_job_describe(const lw_job *job, lw_view_fn fn, void *ud);
 uint64_t lw_rand_u64(uint64_t seed, uint64_t step, uint64_t stream, uint64_t counter);
 /* Uniform in [0, 1), 53 random bits. */
 double lw_rand_uniform(uint64_t seed, uint64_t step, uint64_t stream, uint64_t counter);
-/* Standard normal (Box-Muller on two uniforms at counters 2k, 2k+1). */
+/* Standard normal number k (Box-Muller on the first two words of one
+ * Philox block at counter (step, 2^63 + k)). */
 double lw_rand_normal(uint64_t seed, uint64_t step, uint64_t stream, uint64_t k);
 
 #ifdef __cplusplus

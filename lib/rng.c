@@ -61,8 +61,14 @@ double lw_rand_uniform(uint64_t seed, uint64_t step, uint64_t stream, uint64_t c
 
 double lw_rand_normal(uint64_t seed, uint64_t step, uint64_t stream, uint64_t k)
 {
-    /* 1 - u is in (0, 1], so the log is finite. */
-    double u1 = 1.0 - lw_rand_uniform(seed, step, stream, 2 * k);
-    double u2 = lw_rand_uniform(seed, step, stream, 2 * k + 1);
+    /* One Philox block per draw: its first two words are the two uniforms
+     * of Box-Muller. The block's counter is (step, 2^63 + k), a range that
+     * lw_rand_u64's small counters never reach. 1 - u is in (0, 1], so the
+     * log is finite. */
+    uint64_t c[4] = {step, (UINT64_C(1) << 63) | k, 0, 0};
+    uint64_t key[2] = {seed, stream};
+    lw_philox4x64_10(c, key);
+    double u1 = 1.0 - (double)(c[0] >> 11) * 0x1.0p-53;
+    double u2 = (double)(c[1] >> 11) * 0x1.0p-53;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
