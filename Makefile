@@ -29,7 +29,20 @@ PKGS     := libmicrohttpd libcjson libuv
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
-LAPACK_LIBS := -llapacke -llapack -lblas
+CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+# Dense linear algebra: LAPACKE over Debian's *reference* LAPACK and BLAS
+# (packages liblapack3, libblas3), pinned by RPATH. The system-wide
+# libblas.so.3 alternative is often OpenBLAS, which starts its own thread
+# pool and picks kernels per CPU model: slower on our T x T matrices and not
+# bit-reproducible across machines. The reference libraries are one plain
+# compiled implementation, single-threaded: the same bits everywhere.
+# (--disable-new-dtags: an RPATH also governs liblapacke's own dependency.)
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+REFLAPACK := /usr/lib/$(MULTIARCH)/lapack
+REFBLAS   := /usr/lib/$(MULTIARCH)/blas
+LAPACK_LIBS := -L$(REFLAPACK) -L$(REFBLAS) -Wl,--disable-new-dtags,-rpath,$(REFLAPACK):$(REFBLAS) \
+               -Wl,--no-as-needed -llapacke -llapack -lblas -Wl,--as-needed
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 OPT      ?= -O2 -g
@@ -62,7 +75,7 @@ LIBSO    := $(BUILD)/liblossweight.so
 DAEMON   := $(BUILD)/lossweightd
 TOOL     := $(BUILD)/lossweight
 
-.PHONY: all lib test unit check bench fuzz install uninstall deps run clean integration refdata
+.PHONY: all lib test unit check bench fuzz install uninstall deps run clean integration e2e refdata
 
 all: $(LIBA) $(LIBSO) $(TOOL) $(if $(wildcard server/main.c),$(DAEMON))
 
@@ -91,6 +104,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(WIRE_OBJ) $(LIBA) $(wildcard tests/unit/*.h)
 	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests/unit -o $@ $< $(WIRE_OBJ) $(LIBA) \
 	    $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
 
+# The C client (clients/c, libcurl) and its test against a live daemon.
+$(BUILD)/clients/c/lwc.o: clients/c/lwc.c clients/c/lwc.h
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) $(CURL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/test_c_client: tests/unit/test_c_client.c $(BUILD)/clients/c/lwc.o
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) $(CURL_CFLAGS) -Wno-missing-prototypes -Iclients/c -o $@ $^ \
+	    $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(CURL_LIBS) $(DEP_LIBS) -lm
+
 $(BUILD)/bench/%: tests/bench/%.c $(WIRE_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(WIRE_OBJ) $(LIBA) \
@@ -101,10 +124,14 @@ $(BUILD)/bench/%: tests/bench/%.c $(WIRE_OBJ) $(LIBA)
 # Unit tests: every tests/unit/test_*.c is one cmocka program. They find the
 # reference vectors through LW_REFDATA and the tool through LW_TOOL.
 unit: $(UNIT_BIN) $(TOOL)
-	@LW_REFDATA=tests/refdata LW_TOOL=$(TOOL) tests/run.sh unit $(UNIT_BIN)
+	@LW_REFDATA=tests/refdata LW_TOOL=$(TOOL) LW_DAEMON=$(DAEMON) tests/run.sh unit $(UNIT_BIN)
 
 integration: all
 	@LW_BUILD=$(BUILD) tests/run.sh pytest tests/integration
+
+# Clients and a real two-rank DDP training run (python3-torch).
+e2e: all
+	@LW_BUILD=$(BUILD) tests/run.sh pytest tests/e2e
 
 # Every suite runs even if an earlier one failed; the last line is the total.
 test: deps
@@ -112,6 +139,7 @@ test: deps
 	@tally=$$(mktemp); st=0; \
 	LW_TALLY=$$tally $(MAKE) --no-print-directory unit || st=1; \
 	LW_TALLY=$$tally $(MAKE) --no-print-directory integration || st=1; \
+	LW_TALLY=$$tally $(MAKE) --no-print-directory e2e || st=1; \
 	LW_TALLY=$$tally tests/run.sh total || st=1; rm -f $$tally; exit $$st
 
 # Sanitizers: a separate build tree, same tests.
@@ -131,8 +159,8 @@ fuzz:
 # ---- packages ----
 
 DEBS := build-essential pkg-config clang libmicrohttpd-dev libcjson-dev libuv1-dev \
-        libcmocka-dev liblapacke-dev libopenblas-dev python3 python3-pytest \
-        python3-jsonschema curl
+        libcmocka-dev liblapacke-dev liblapack3 libblas3 python3 python3-pytest \
+        python3-jsonschema curl libcurl4-openssl-dev python3-torch
 deps:
 	@missing=""; for p in $(DEBS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' \
