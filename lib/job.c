@@ -103,7 +103,7 @@ static int in_range(const lw_param_info *p, double v)
 
 static int range_fail(lw_error *err, const lw_param_info *p, const char *field, double v)
 {
-    return lw_fail(err, LW_EINVAL, field, "%s = %.17g is out of range: must be in %c%.17g, %.17g%c",
+    return lw_fail(err, LW_EINVAL, field, "%s = %.15g is out of range: must be in %c%.15g, %.15g%c",
                    field, v, p->min_open ? '(' : '[', p->min, p->max, p->max_open ? ')' : ']');
 }
 
@@ -437,7 +437,7 @@ static int check_vec(const double *v, size_t T, const char *name, int nonneg, lw
         if (nonneg && v[i] < 0) {
             char f[64];
             snprintf(f, sizeof f, "%s[%zu]", name, i);
-            return lw_fail(err, LW_EINVAL, f, "%s = %.17g: a norm cannot be negative", f, v[i]);
+            return lw_fail(err, LW_EINVAL, f, "%s = %.15g: a norm cannot be negative", f, v[i]);
         }
     }
     return 0;
@@ -460,15 +460,15 @@ static int check_gram(const double *G, size_t T, lw_error *err)
         if (G[i * T + i] < -tol) {
             snprintf(f, sizeof f, "gram[%zu][%zu]", i, i);
             return lw_fail(err, LW_EINVAL, f,
-                           "%s = %.17g: a diagonal entry is a squared norm and cannot be negative",
+                           "%s = %.15g: a diagonal entry is a squared norm and cannot be negative",
                            f, G[i * T + i]);
         }
         for (size_t j = i + 1; j < T; j++) {
             if (fabs(G[i * T + j] - G[j * T + i]) > tol) {
                 snprintf(f, sizeof f, "gram[%zu][%zu]", i, j);
                 return lw_fail(err, LW_EINVAL, f,
-                               "the Gram matrix is not symmetric: gram[%zu][%zu] = %.17g but "
-                               "gram[%zu][%zu] = %.17g (tolerance %.3g)",
+                               "the Gram matrix is not symmetric: gram[%zu][%zu] = %.15g but "
+                               "gram[%zu][%zu] = %.15g (tolerance %.3g)",
                                i, j, G[i * T + j], j, i, G[j * T + i], tol);
             }
         }

@@ -59,7 +59,7 @@ int lw_check_positive_losses(const lw_input *in, size_t T, lw_error *err)
         if (!(in->losses[i] > 0)) {
             char f[48];
             snprintf(f, sizeof f, "losses[%zu]", i);
-            return lw_fail(err, LW_EINVAL, f, "%s = %.17g: this method needs losses > 0", f,
+            return lw_fail(err, LW_EINVAL, f, "%s = %.15g: this method needs losses > 0", f,
                            in->losses[i]);
         }
     }

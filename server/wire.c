@@ -11,7 +11,7 @@
  * approximate comparison says that reads back "equal", which can lose the
  * last bit. Decisions and exported state must survive the wire bit for bit
  * (DESIGN.md: determinism), so every double goes out through wire_number():
- * the shortest of %.15g/%.16g/%.17g that strtod reads back to the same bits.
+ * the shortest of %.15g/%.16g/%.15g that strtod reads back to the same bits.
  */
 #include "wire.h"
 
@@ -116,7 +116,7 @@ static int get_int(const cJSON *it, const char *field, int64_t lo, int64_t hi, i
     if (floor(d) != d)
         return fail(err, field, "%s must be an integer", field);
     if (d < (double)lo || d > (double)hi)
-        return fail(err, field, "%s = %.17g is out of range [%lld, %lld]", field, d,
+        return fail(err, field, "%s = %.15g is out of range [%lld, %lld]", field, d,
                     (long long)lo, (long long)hi);
     *out = (int64_t)d;
     return 0;

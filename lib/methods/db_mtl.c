@@ -49,7 +49,7 @@ static int db_mtl_check_input(const lw_job *job, const double *state, const lw_i
             char f[48];
             snprintf(f, sizeof f, "losses[%zu]", i);
             return lw_fail(err, LW_EINVAL, f,
-                           "%s = %.17g: db_mtl takes log(L + 1e-8) and needs losses >= 0", f,
+                           "%s = %.15g: db_mtl takes log(L + 1e-8) and needs losses >= 0", f,
                            in->losses[i]);
         }
     }

@@ -134,7 +134,7 @@ static int dwa_check_state(const lw_job *job, size_t idx, const double *v, lw_er
     case S_OPEN_SUM:
         for (size_t i = 0; i < job->T; i++)
             if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.17g must be >= 0", f, i, v[i]);
+                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
         return 0;
     case S_OPEN_EPOCH:
         if (!(v[0] >= -1 && floor(v[0]) == v[0]))

@@ -68,8 +68,8 @@ static int famo_check_input(const lw_job *job, const double *state, const lw_inp
                 char f[48];
                 snprintf(f, sizeof f, "%s[%zu]", arrays[k].name, i);
                 return lw_fail(err, LW_EINVAL, f,
-                               "%s = %.17g: famo needs every loss above its min_losses "
-                               "bound %.17g",
+                               "%s = %.15g: famo needs every loss above its min_losses "
+                               "bound %.15g",
                                f, arrays[k].v[i], b[i]);
             }
         }
@@ -144,7 +144,7 @@ static int famo_check_state(const lw_job *job, size_t idx, const double *v, lw_e
     case S_ADAM_V:
         for (size_t i = 0; i < job->T; i++)
             if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.17g must be >= 0", f, i, v[i]);
+                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
         return 0;
     case S_ADAM_T:
         if (!(v[0] >= 0 && floor(v[0]) == v[0]))

@@ -298,7 +298,7 @@ static int gradnorm_check_state(const lw_job *job, size_t idx, const double *v, 
             double sum = 0.0;
             for (size_t i = 0; i < T; i++) {
                 if (v[i] < 0)
-                    return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.17g: a weight must be >= 0",
+                    return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g: a weight must be >= 0",
                                    f, i, v[i]);
                 sum += v[i];
             }
@@ -312,13 +312,13 @@ static int gradnorm_check_state(const lw_job *job, size_t idx, const double *v, 
     case S_L0_SUM:
         for (size_t i = 0; i < T; i++)
             if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.17g must be >= 0", f, i, v[i]);
+                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
         return 0;
     case S_L0:
         /* 0 before any step; L(0) > 0 afterwards (checked as losses are). */
         for (size_t i = 0; i < T; i++)
             if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.17g must be >= 0", f, i, v[i]);
+                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
         return 0;
     case S_L0_FROZEN:
         if (v[0] != 0 && v[0] != 1)

@@ -133,7 +133,7 @@ static int gradvac_check_state(const lw_job *job, size_t idx, const double *v, l
     for (size_t k = 0; k < job->T * job->T; k++)
         if (!(v[k] >= -1.0 && v[k] <= 1.0))
             return lw_fail(err, LW_EINVAL, "state.rho_hat",
-                           "state.rho_hat[%zu] = %.17g: a cosine must be in [-1, 1]", k, v[k]);
+                           "state.rho_hat[%zu] = %.15g: a cosine must be in [-1, 1]", k, v[k]);
     return 0;
 }
 

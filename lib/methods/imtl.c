@@ -133,13 +133,13 @@ static int imtl_check_state(const lw_job *job, size_t idx, const double *v, lw_e
         for (size_t i = 0; i < job->T; i++)
             if (!(fabs(v[i]) <= 700.0))
                 return lw_fail(err, LW_EINVAL, "state.s",
-                               "state.s[%zu] = %.17g: exp(s) must stay finite (|s| <= 700)", i,
+                               "state.s[%zu] = %.15g: exp(s) must stay finite (|s| <= 700)", i,
                                v[i]);
     } else if (idx == S_ADAM_V) {
         for (size_t i = 0; i < job->T; i++)
             if (v[i] < 0)
                 return lw_fail(err, LW_EINVAL, "state.adam_v",
-                               "state.adam_v[%zu] = %.17g must be >= 0", i, v[i]);
+                               "state.adam_v[%zu] = %.15g must be >= 0", i, v[i]);
     } else if (idx == S_ADAM_T) {
         if (!(v[0] >= 0 && floor(v[0]) == v[0]))
             return lw_fail(err, LW_EINVAL, "state.adam_t", "state.adam_t must be an integer >= 0");

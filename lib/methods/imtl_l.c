@@ -99,7 +99,7 @@ static int imtl_l_check_state(const lw_job *job, size_t idx, const double *v, lw
         for (size_t i = 0; i < job->T; i++)
             if (v[i] < 0)
                 return lw_fail(err, LW_EINVAL, "state.adam_v",
-                               "state.adam_v[%zu] = %.17g must be >= 0", i, v[i]);
+                               "state.adam_v[%zu] = %.15g must be >= 0", i, v[i]);
     } else if (idx == S_ADAM_T) {
         if (!(v[0] >= 0 && floor(v[0]) == v[0]))
             return lw_fail(err, LW_EINVAL, "state.adam_t", "state.adam_t must be an integer >= 0");

@@ -59,7 +59,7 @@ static int init_norm_check_input(const lw_job *job, const double *state, const l
             char f[48];
             snprintf(f, sizeof f, "losses[%zu]", i);
             return lw_fail(err, LW_EINVAL, f,
-                           "%s = %.17g: init_norm measures L_%zu(init) from the first %.0f "
+                           "%s = %.15g: init_norm measures L_%zu(init) from the first %.0f "
                            "steps and needs losses > 0 until then",
                            f, in->losses[i], i, lw_pnum(job, P_INIT_STEPS));
         }

@@ -153,7 +153,7 @@ static int nash_check_state(const lw_job *job, size_t idx, const double *v, lw_e
         for (size_t i = 0; i < job->T; i++)
             if (!(v[i] >= 0))
                 return lw_fail(err, LW_EINVAL, "state.alpha",
-                               "state.alpha[%zu] = %.17g must be >= 0", i, v[i]);
+                               "state.alpha[%zu] = %.15g must be >= 0", i, v[i]);
     } else if (idx == S_FALLBACKS) {
         if (!(v[0] >= 0 && floor(v[0]) == v[0]))
             return lw_fail(err, LW_EINVAL, "state.fallbacks",

@@ -202,7 +202,7 @@ static int stch_check_state(const lw_job *job, size_t idx, const double *v, lw_e
     case S_NADIR_SUM:
         for (size_t i = 0; i < job->T; i++)
             if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.17g must be >= 0", f, i, v[i]);
+                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
         return 0;
     case S_NADIR_FROZEN:
         if (v[0] != 0 && v[0] != 1)

@@ -115,7 +115,7 @@ static int uw_step(const lw_job *job, double *state, double *work, const lw_inpu
         for (size_t i = 0; i < T; i++)
             if (!(p[i] > 0)) {
                 return lw_fail(err, LW_ENUMERIC, "params.lr",
-                               "uw (form sigma): this step would make sigma_%zu = %.17g <= 0; "
+                               "uw (form sigma): this step would make sigma_%zu = %.15g <= 0; "
                                "state unchanged (a smaller lr avoids it)",
                                i, p[i]);
             }
@@ -151,13 +151,13 @@ static int uw_check_state(const lw_job *job, size_t idx, const double *v, lw_err
             for (size_t i = 0; i < T; i++)
                 if (!(v[i] > 0))
                     return lw_fail(err, LW_EINVAL, "state.param",
-                                   "state.param[%zu] = %.17g: sigma must be > 0", i, v[i]);
+                                   "state.param[%zu] = %.15g: sigma must be > 0", i, v[i]);
         return 0;
     case S_ADAM_V:
         for (size_t i = 0; i < T; i++)
             if (v[i] < 0)
                 return lw_fail(err, LW_EINVAL, "state.adam_v",
-                               "state.adam_v[%zu] = %.17g must be >= 0", i, v[i]);
+                               "state.adam_v[%zu] = %.15g must be >= 0", i, v[i]);
         return 0;
     case S_ADAM_T:
         if (!(v[0] >= 0 && floor(v[0]) == v[0]))
