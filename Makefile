@@ -200,5 +200,9 @@ uninstall:
 	    $(DESTDIR)$(INCLUDEDIR)/lossweight.h $(DESTDIR)$(LIBDIR)/pkgconfig/lossweight.pc \
 	    $(DESTDIR)$(MANDIR)/man1/lossweight.1 $(DESTDIR)$(SYSTEMDUNITDIR)/lossweightd.service
 
+# For tests that link the library into their own programs.
+print-lapack-libs:
+	@echo $(LAPACK_LIBS)
+
 clean:
 	rm -rf build build-san build-*
