@@ -1,0 +1,358 @@
+/*
+ * test_c_client.c -- the C client (clients/c/lwc.c) against a live daemon.
+ *
+ * The group setup starts lossweightd itself: $LW_DAEMON, else lossweightd
+ * beside $LW_TOOL, else build/lossweightd; --listen 127.0.0.1:0 with a
+ * --ready-file and a --data-dir in a fresh temporary directory, waiting
+ * (bounded) for the ready file to name the address. The teardown stops it
+ * (SIGTERM, then SIGKILL after a bounded wait) and removes the directory.
+ * Without a daemon binary every test is skipped.
+ */
+#include "lwc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char tmpdir[256];
+static char base_url[128];
+static pid_t daemon_pid = -1;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int daemon_path(char *out, size_t n)
+{
+    const char *d = getenv("LW_DAEMON");
+    if (d && *d) {
+        snprintf(out, n, "%s", d);
+    } else if ((d = getenv("LW_TOOL")) && *d) {
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "%s", d);
+        snprintf(out, n, "%s/lossweightd", dirname(tmp));
+    } else {
+        snprintf(out, n, "build/lossweightd");
+    }
+    return access(out, X_OK) == 0 ? 0 : -1;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void stop_daemon(void)
+{
+    if (daemon_pid > 0) {
+        int st;
+        kill(daemon_pid, SIGTERM);
+        for (int i = 0; i < 500; i++) { /* 10 s */
+            if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid) {
+                daemon_pid = -1;
+                break;
+            }
+            sleep_ms(20);
+        }
+        if (daemon_pid > 0) {
+            kill(daemon_pid, SIGKILL);
+            waitpid(daemon_pid, &st, 0);
+            daemon_pid = -1;
+        }
+    }
+    if (tmpdir[0]) {
+        nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        tmpdir[0] = '\0';
+    }
+}
+
+static int start_daemon(void **state)
+{
+    (void)state;
+    char exe[1024], ready[512], data[512], log[512];
+    if (daemon_path(exe, sizeof exe) != 0) {
+        fprintf(stderr, "no daemon binary at %s: the C client tests are skipped\n", exe);
+        return 0;
+    }
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lwc-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        tmpdir[0] = '\0';
+        return -1;
+    }
+    snprintf(ready, sizeof ready, "%s/ready", tmpdir);
+    snprintf(data, sizeof data, "%s/data", tmpdir);
+    snprintf(log, sizeof log, "%s/log", tmpdir);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int in = open("/dev/null", O_RDONLY);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (in >= 0)
+            dup2(in, 0);
+        execl(exe, exe, "--listen", "127.0.0.1:0", "--ready-file", ready, "--data-dir", data,
+              "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    daemon_pid = pid;
+    for (int i = 0; i < 500; i++) { /* 10 s */
+        char addr[96] = "";
+        FILE *f = fopen(ready, "r");
+        if (f) {
+            if (fgets(addr, sizeof addr, f))
+                addr[strcspn(addr, "\r\n")] = '\0';
+            fclose(f);
+        }
+        if (addr[0]) {
+            snprintf(base_url, sizeof base_url, "http://%s", addr);
+            return 0;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            daemon_pid = -1;
+            fprintf(stderr, "lossweightd exited before it was ready (see %s)\n", log);
+            return -1;
+        }
+        sleep_ms(20);
+    }
+    fprintf(stderr, "lossweightd did not write %s in time\n", ready);
+    stop_daemon();
+    return -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    stop_daemon();
+    return 0;
+}
+
+static lwc *client(void)
+{
+    if (!base_url[0])
+        skip();
+    lwc *c = lwc_new(base_url, NULL, 30000);
+    assert_non_null(c);
+    return c;
+}
+
+static void test_create_report_and_read_weights(void **state)
+{
+    (void)state;
+    lwc *c = client();
+    const char *tasks[] = {"reg", "cls"};
+    assert_int_equal(lwc_create_job(c, "c-basic", tasks, 2, "power_mean", 1, "{\"gamma\": 0}"), 0);
+    /* the same spec again is fine */
+    assert_int_equal(lwc_create_job(c, "c-basic", tasks, 2, "power_mean", 1, "{\"gamma\": 0}"), 0);
+    double L[2] = {1.0, 4.0}, w[2] = {0, 0}, w2[2] = {0, 0};
+    lwc_report r = {.rank = 0, .step = 0, .epoch = -1, .n_tasks = 2, .losses = L, .wait_ms = -1};
+    lwc_decision d;
+    assert_int_equal(lwc_report_post(c, "c-basic", &r, w, 2, &d), 0);
+    assert_string_equal(d.status, "decided");
+    assert_string_equal(d.method, "power_mean");
+    assert_int_equal(d.step, 0);
+    assert_int_equal(d.ranks, 1);
+    assert_int_equal(d.n_weights, 2);
+    /* geometric mean M = 2: w_i = M / (T L_i) */
+    assert_true(fabs(w[0] - 1.0) < 1e-12 && fabs(w[1] - 0.25) < 1e-12);
+    lwc_decision d2;
+    assert_int_equal(lwc_weights(c, "c-basic", w2, 2, &d2), 0);
+    assert_memory_equal(w, w2, sizeof w); /* bit for bit */
+    assert_int_equal(d2.step, 0);
+    assert_int_equal(lwc_last_error(c)->status, 0);
+    assert_int_equal(lwc_delete_job(c, "c-basic"), 0);
+    assert_int_equal(lwc_weights(c, "c-basic", w2, 2, &d2), -1);
+    assert_int_equal(lwc_last_error(c)->status, 404);
+    assert_string_equal(lwc_last_error(c)->code, "no_such_job");
+    lwc_free(c);
+}
+
+static void test_two_ranks_meet_at_the_barrier(void **state)
+{
+    (void)state;
+    lwc *c = client();
+    const char *tasks[] = {"a", "b"};
+    assert_int_equal(lwc_create_job(c, "c-barrier", tasks, 2, "dwa", 2, NULL), 0);
+    double L0[2] = {10.0, 0.7}, L1[2] = {12.0, 0.5}, w0[2], w1[2];
+    lwc_decision d0, d1;
+    /* rank 0 does not wait: pending until rank 1 reports */
+    lwc_report r0 = {.rank = 0, .step = 0, .epoch = 0, .n_tasks = 2, .losses = L0, .wait_ms = 0};
+    assert_int_equal(lwc_report_post(c, "c-barrier", &r0, w0, 2, &d0), 0);
+    assert_string_equal(d0.status, "pending");
+    assert_int_equal(d0.n_weights, 0);
+    lwc *c1 = client();
+    lwc_report r1 = {.rank = 1, .step = 0, .epoch = 0, .n_tasks = 2, .losses = L1, .wait_ms = -1};
+    assert_int_equal(lwc_report_post(c1, "c-barrier", &r1, w1, 2, &d1), 0);
+    assert_string_equal(d1.status, "decided");
+    assert_int_equal(d1.ranks, 2);
+    /* rank 0's resend gets the same decision */
+    r0.wait_ms = -1;
+    assert_int_equal(lwc_report_post(c, "c-barrier", &r0, w0, 2, &d0), 0);
+    assert_string_equal(d0.status, "decided");
+    assert_memory_equal(w0, w1, sizeof w0);
+
+    /* steps 1..3 with both ranks waiting at once: rank 1 in a child process */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        lwc *cc = lwc_new(base_url, NULL, 30000);
+        int ok = cc != NULL;
+        for (int64_t s = 1; ok && s <= 3; s++) {
+            double L[2] = {12.0 - (double)s, 0.5}, w[2];
+            lwc_decision d;
+            lwc_report r = {.rank = 1, .step = s, .epoch = s, .n_tasks = 2, .losses = L,
+                            .wait_ms = -1};
+            ok = lwc_report_post(cc, "c-barrier", &r, w, 2, &d) == 0 && d.n_weights == 2;
+            if (ok && write(fds[1], w, sizeof w) != (ssize_t)sizeof w)
+                ok = 0;
+        }
+        lwc_free(cc);
+        close(fds[1]);
+        _exit(ok ? 0 : 1);
+    }
+    close(fds[1]);
+    for (int64_t s = 1; s <= 3; s++) {
+        double L[2] = {10.0 - (double)s, 0.7}, w[2], wc[2];
+        lwc_decision d;
+        lwc_report r = {.rank = 0, .step = s, .epoch = s, .n_tasks = 2, .losses = L, .wait_ms = -1};
+        assert_int_equal(lwc_report_post(c, "c-barrier", &r, w, 2, &d), 0);
+        assert_string_equal(d.status, "decided");
+        assert_int_equal(d.step, s);
+        assert_int_equal(read(fds[0], wc, sizeof wc), (ssize_t)sizeof wc);
+        assert_memory_equal(w, wc, sizeof w); /* both ranks: the same bits */
+    }
+    close(fds[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    lwc_free(c1);
+    lwc_free(c);
+}
+
+static void test_gram_report(void **state)
+{
+    (void)state;
+    lwc *c = client();
+    assert_int_equal(lwc_create_job_json(c, "c-mgda",
+                                         "{\"tasks\": [\"a\", \"b\"], \"method\": \"mgda\"}"),
+                     0);
+    double G[4] = {4.0, 1.0, 1.0, 2.0}, w[2];
+    lwc_decision d;
+    lwc_report r = {.rank = 0, .step = 0, .epoch = -1, .n_tasks = 2, .gram = G, .wait_ms = -1};
+    assert_int_equal(lwc_report_post(c, "c-mgda", &r, w, 2, &d), 0);
+    /* min over the simplex of w'Gw: w = (1/4, 3/4) */
+    assert_true(fabs(w[0] - 0.25) < 1e-9 && fabs(w[1] - 0.75) < 1e-9);
+    lwc_free(c);
+}
+
+static void test_errors_carry_status_code_and_field(void **state)
+{
+    (void)state;
+    lwc *c = client();
+    const char *tasks[] = {"a", "b"}, *three[] = {"a", "b", "c"};
+    assert_int_equal(lwc_create_job(c, "c-err", tasks, 2, "ew", 1, NULL), 0);
+    /* another spec under the same id */
+    assert_int_equal(lwc_create_job(c, "c-err", three, 3, "ew", 1, NULL), -1);
+    assert_int_equal(lwc_last_error(c)->status, 409);
+    assert_string_equal(lwc_last_error(c)->code, "conflict");
+    assert_true(lwc_last_error(c)->message[0] != '\0');
+    /* three losses for two tasks */
+    double L3[3] = {1, 2, 3}, w[3];
+    lwc_decision d;
+    lwc_report r = {.rank = 0, .step = 0, .epoch = -1, .n_tasks = 3, .losses = L3, .wait_ms = -1};
+    assert_int_equal(lwc_report_post(c, "c-err", &r, w, 3, &d), -1);
+    assert_int_equal(lwc_last_error(c)->status, 400);
+    assert_non_null(strstr(lwc_last_error(c)->field, "losses"));
+    /* a rank outside the job */
+    double L[2] = {1, 2};
+    lwc_report rr = {.rank = 5, .step = 0, .epoch = -1, .n_tasks = 2, .losses = L, .wait_ms = -1};
+    assert_int_equal(lwc_report_post(c, "c-err", &rr, w, 2, &d), -1);
+    assert_int_equal(lwc_last_error(c)->status, 400);
+    assert_string_equal(lwc_last_error(c)->field, "rank");
+    /* refused before sending: not finite, a bad job id, too small a buffer */
+    double bad[2] = {NAN, 1};
+    lwc_report rb = {.rank = 0, .step = 0, .epoch = -1, .n_tasks = 2, .losses = bad, .wait_ms = -1};
+    assert_int_equal(lwc_report_post(c, "c-err", &rb, w, 2, &d), -1);
+    assert_int_equal(lwc_last_error(c)->status, 0);
+    assert_string_equal(lwc_last_error(c)->code, "invalid_argument");
+    assert_string_equal(lwc_last_error(c)->field, "losses");
+    assert_int_equal(lwc_weights(c, "no/such job", w, 2, &d), -1);
+    assert_string_equal(lwc_last_error(c)->code, "invalid_argument");
+    lwc_report ok = {.rank = 0, .step = 0, .epoch = -1, .n_tasks = 2, .losses = L, .wait_ms = -1};
+    assert_int_equal(lwc_report_post(c, "c-err", &ok, w, 1, &d), -1);
+    assert_string_equal(lwc_last_error(c)->field, "weights");
+    /* a success clears the error */
+    assert_int_equal(lwc_weights(c, "c-err", w, 2, &d), 0);
+    assert_int_equal(lwc_last_error(c)->status, 0);
+    assert_string_equal(lwc_last_error(c)->code, "");
+    lwc_free(c);
+}
+
+static void test_no_daemon_is_a_transport_error(void **state)
+{
+    (void)state;
+    if (!base_url[0])
+        skip();
+    /* a port nobody listens on: bind one, then close it */
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+    close(s);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    lwc *c = lwc_new(url, "secret-token", 2000);
+    assert_non_null(c);
+    double w[2];
+    lwc_decision d;
+    time_t t0 = time(NULL);
+    assert_int_equal(lwc_weights(c, "j", w, 2, &d), -1); /* retried, bounded */
+    assert_true(time(NULL) - t0 < 10);
+    assert_int_equal(lwc_last_error(c)->status, 0);
+    assert_string_equal(lwc_last_error(c)->code, "transport");
+    lwc_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_report_and_read_weights),
+        cmocka_unit_test(test_two_ranks_meet_at_the_barrier),
+        cmocka_unit_test(test_gram_report),
+        cmocka_unit_test(test_errors_carry_status_code_and_field),
+        cmocka_unit_test(test_no_daemon_is_a_transport_error),
+    };
+    return cmocka_run_group_tests(tests, start_daemon, teardown);
+}
