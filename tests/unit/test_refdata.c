@@ -138,6 +138,56 @@ static void run_tool(const cJSON *c, double *got, size_t nsteps, size_t T)
     assert_int_equal(k, nsteps);
 }
 
+/*
+ * LibMTL solves MGDA approximately (Frank-Wolfe stopping at a change of
+ * 1e-5); we solve it exactly. Where a step of an anchor-libmtl MGDA case is
+ * outside the file's tolerance, accept it only if it is provably the better
+ * answer to the anchor's own problem: both coefficient vectors map to points
+ * alpha = c * gamma of the simplex (gamma the case's normalisation), and our
+ * objective c'Gc = alpha' G^ alpha is not above the anchor's. Returns 1 when
+ * that holds, and says so.
+ */
+static int mgda_better_than_anchor(const refcase *rc, const cJSON *step, const double *ours,
+                                   const cJSON *exp_row, size_t T)
+{
+    const cJSON *spec = cJSON_GetObjectItem(rc->c, "spec");
+    if (strncmp(rc->name, "anchor-libmtl-", 14) != 0 ||
+        strcmp(cJSON_GetObjectItem(spec, "method")->valuestring, "mgda") != 0)
+        return 0;
+    const char *norm = cJSON_GetObjectItem(cJSON_GetObjectItem(spec, "params"),
+                                           "normalization")->valuestring;
+    const cJSON *gram = cJSON_GetObjectItem(step, "gram");
+    const cJSON *losses = cJSON_GetObjectItem(step, "losses");
+    double G[64], e[8], sum_o = 0, sum_e = 0, obj_o = 0, obj_e = 0;
+    if (T > 8)
+        return 0;
+    for (size_t i = 0; i < T; i++) {
+        e[i] = cJSON_GetArrayItem(exp_row, (int)i)->valuedouble;
+        for (size_t j = 0; j < T; j++)
+            G[i * T + j] = cJSON_GetArrayItem(cJSON_GetArrayItem(gram, (int)i), (int)j)->valuedouble;
+    }
+    for (size_t i = 0; i < T; i++) {
+        double n = sqrt(G[i * T + i]), L = losses ? cJSON_GetArrayItem(losses, (int)i)->valuedouble : 1;
+        double gamma = strcmp(norm, "l2") == 0 ? n : strcmp(norm, "loss") == 0 ? L
+                       : strcmp(norm, "loss+") == 0 ? L * n : 1.0;
+        double ao = ours[i] * gamma, ae = e[i] * gamma;
+        if (ao < -1e-12 || ae < -1e-9)
+            return 0;
+        sum_o += ao;
+        sum_e += ae;
+        for (size_t j = 0; j < T; j++) {
+            obj_o += ours[i] * G[i * T + j] * ours[j];
+            obj_e += e[i] * G[i * T + j] * e[j];
+        }
+    }
+    if (fabs(sum_o - 1) > 1e-12 || fabs(sum_e - 1) > 1e-6 || obj_o > obj_e * (1 + 1e-12))
+        return 0;
+    print_message("%s: step %d: outside tolerance but optimal: objective %.10e < anchor's %.10e "
+                  "(LibMTL's Frank-Wolfe stopped early)\n",
+                  rc->name, cJSON_GetObjectItem(step, "step")->valueint, obj_o, obj_e);
+    return 1;
+}
+
 static void test_case(void **state)
 {
     const refcase *rc = *state;
@@ -157,16 +207,14 @@ static void test_case(void **state)
     double worst = 0;
     for (size_t k = 0; k < nsteps; k++) {
         const cJSON *row = cJSON_GetArrayItem(expected, (int)k);
+        int within = 1;
         for (size_t i = 0; i < T; i++) {
             double b = cJSON_GetArrayItem(row, (int)i)->valuedouble;
             double a = lib[k * T + i];
             if (fabs(a - b) > worst)
                 worst = fabs(a - b);
-            if (!(fabs(a - b) <= atol + rtol * fabs(b))) {
-                print_error("%s: step %zu task %zu: got %.17g expected %.17g (rtol %g atol %g)\n",
-                            rc->name, k, i, a, b, rtol, atol);
-                fail();
-            }
+            if (!(fabs(a - b) <= atol + rtol * fabs(b)))
+                within = 0;
             /* The tool prints shortest round-trip decimals: same bits. */
             if (memcmp(&a, &tool[k * T + i], sizeof a) != 0 && !(a == 0 && tool[k * T + i] == 0)) {
                 print_error("%s: step %zu task %zu: tool printed %.17g, library %.17g\n",
@@ -174,6 +222,14 @@ static void test_case(void **state)
                 fail();
             }
         }
+        if (within || mgda_better_than_anchor(rc, cJSON_GetArrayItem(cJSON_GetObjectItem(c, "steps"), (int)k),
+                                              lib + k * T, row, T))
+            continue;
+        for (size_t i = 0; i < T; i++)
+            print_error("%s: step %zu task %zu: got %.17g expected %.17g (rtol %g atol %g)\n",
+                        rc->name, k, i, lib[k * T + i],
+                        cJSON_GetArrayItem(row, (int)i)->valuedouble, rtol, atol);
+        fail();
     }
     free(lib);
     free(tool);

@@ -1,0 +1,86 @@
+/*
+ * upgrad.c -- UPGrad, unconflicting projection of gradients (Quinton & Rey,
+ * "Jacobian Descent for Multi-Objective Optimization", 2024), as TorchJD's
+ * UPGradWeighting and LibMTL's UPGrad.py (a port of it) compute it.
+ *
+ * Why it is a combination of the original gradients computable from G.
+ * With J the T x d matrix of rows g_i, UPGrad projects each row p_i g_i
+ * (p = 1/T each, TorchJD's default preference) onto the dual cone
+ * {x : J x >= 0} and sums the projections. By the paper's Proposition 1 the
+ * projection of J'u is J'v with v = argmin v'Gv subject to v >= u: a QP in
+ * T variables whose data is G alone. So the result is
+ * sum_i J'v^(i) = J' c with c = sum_i v^(i), computed from G.
+ *
+ * As the anchors: G is first normalised by its trace (G / tr G, or the zero
+ * matrix when tr G < norm_eps, an absolute threshold) and regularised
+ * (+ reg_eps I); the projection is invariant to the scale of G, so this only
+ * fixes what reg_eps means. The anchors call quadprog (Goldfarb-Idnani) per
+ * projection; we solve the same strictly convex QPs exactly with
+ * lib/qp.c's active-set method (KKT to 1e-9 relative; with reg_eps = 0 a
+ * ridge of 1e-12 of the mean diagonal keeps the problem strictly convex,
+ * where quadprog would fail). A zero Gram (or tr G < norm_eps) gives
+ * c = p = 1/T each.
+ */
+#include "../lw_internal.h"
+#include "../qp.h"
+
+enum { P_NORM_EPS, P_REG_EPS };
+
+static const lw_param_info upgrad_params[] = {
+    [P_NORM_EPS] = {"norm_eps", LW_PARAM_NUMBER, 1e-4, 0.0, 1e300, 0, 0, NULL,
+                    "G is divided by its trace, or replaced by 0 when the trace is below "
+                    "norm_eps (absolute; TorchJD and LibMTL default 1e-4)."},
+    [P_REG_EPS] = {"reg_eps", LW_PARAM_NUMBER, 1e-4, 0.0, 1e300, 0, 0, NULL,
+                   "Added to the diagonal of the normalised G (TorchJD and LibMTL default "
+                   "1e-4)."},
+};
+
+/* Workspace: H (T*T) | u (T) | v (T) | qp. */
+static size_t upgrad_work_size(size_t T) { return T * T + 2 * T + lw_qp_work_size(T); }
+
+static int upgrad_step(const lw_job *job, double *state, double *work, const lw_input *in,
+                       double *c, lw_error *err)
+{
+    (void)state;
+    const size_t T = job->T;
+    double *H = work, *u = H + T * T, *v = u + T, *qw = v + T;
+    double ridge;
+    lw_qp_torchjd_gram(T, in->gram, lw_pnum(job, P_NORM_EPS), lw_pnum(job, P_REG_EPS), H);
+    int rc = lw_qp_ridge(T, H, qw, &ridge, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < T; i++) {
+        c[i] = 0.0;
+        u[i] = 0.0;
+    }
+    for (size_t i = 0; i < T; i++) {
+        u[i] = 1.0 / (double)T;
+        rc = lw_qp_dual_cone(T, H, u, v, qw, NULL, err);
+        if (rc)
+            return rc;
+        u[i] = 0.0;
+        for (size_t k = 0; k < T; k++)
+            c[k] += v[k];
+    }
+    return 0;
+}
+
+const lw_method lw_method_upgrad = {
+    .info =
+        {
+            .name = "upgrad",
+            .summary = "UPGrad: sum of each gradient's projection onto the dual cone of all.",
+            .doc = "Quinton & Rey 2024, as TorchJD UPGradWeighting and LibMTL UPGrad: "
+                   "c = sum_i argmin{v'Gv : v >= e_i/T} on G normalised by its trace "
+                   "(norm_eps) plus reg_eps I. The anchors use quadprog; we solve the same "
+                   "QPs exactly (active set). Coefficients on the original gradients; heads "
+                   "keep their own gradient (LibMTL).",
+            .inputs = LW_IN_GRAM,
+            .output = LW_OUT_GRAD_COEFFS,
+            .servable = 1,
+            .params = upgrad_params,
+            .n_params = sizeof upgrad_params / sizeof upgrad_params[0],
+        },
+    .step = upgrad_step,
+    .work_size = upgrad_work_size,
+};
