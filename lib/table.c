@@ -11,7 +11,6 @@ extern const lw_method lw_method_init_norm, lw_method_prior_norm, lw_method_rt_n
     lw_method_power_mean, lw_method_grad_unit, lw_method_rlw, lw_method_db_mtl;
 extern const lw_method lw_method_uw, lw_method_gradnorm, lw_method_dwa, lw_method_imtl_l,
     lw_method_stch, lw_method_famo;
-/* @@LOSS_EXTERNS@@ */
 
 /* Gram-based (METHODS.md, second part). */
 extern const lw_method lw_method_pcgrad, lw_method_mgda, lw_method_pareto, lw_method_upgrad,
@@ -19,7 +18,6 @@ extern const lw_method lw_method_pcgrad, lw_method_mgda, lw_method_pareto, lw_me
 extern const lw_method lw_method_imtl_g, lw_method_imtl, lw_method_cagrad,
     lw_method_aligned_mtl, lw_method_nash_mtl, lw_method_gradvac, lw_method_fairgrad,
     lw_method_graddrop, lw_method_moco;
-/* @@GRAM_EXTERNS@@ */
 
 const lw_method *const lw_methods[] = {
     &lw_method_ew,
@@ -37,7 +35,6 @@ const lw_method *const lw_methods[] = {
     &lw_method_imtl_l,
     &lw_method_stch,
     &lw_method_famo,
-    /* @@LOSS_ROWS@@ */
     &lw_method_pcgrad,
     &lw_method_mgda,
     &lw_method_pareto,
@@ -52,7 +49,6 @@ const lw_method *const lw_methods[] = {
     &lw_method_fairgrad,
     &lw_method_graddrop,
     &lw_method_moco,
-    /* @@GRAM_ROWS@@ */
 };
 
 const size_t lw_n_methods = sizeof lw_methods / sizeof lw_methods[0];
