@@ -15,11 +15,14 @@
  * matrix when tr G < norm_eps, an absolute threshold) and regularised
  * (+ reg_eps I); the projection is invariant to the scale of G, so this only
  * fixes what reg_eps means. The anchors call quadprog (Goldfarb-Idnani) per
- * projection; we solve the same strictly convex QPs exactly with
- * lib/qp.c's active-set method (KKT to 1e-9 relative; with reg_eps = 0 a
- * ridge of 1e-12 of the mean diagonal keeps the problem strictly convex,
- * where quadprog would fail). A zero Gram (or tr G < norm_eps) gives
- * c = p = 1/T each.
+ * projection; we solve the same strictly convex QPs exactly (KKT to 1e-9
+ * relative; with reg_eps = 0 a ridge of 1e-12 of the mean diagonal keeps the
+ * problem strictly convex, where quadprog would fail) with
+ * lw_qp_dual_cone_each(): block principal pivoting for every task on one
+ * principal pivot transform of the normalised G, which the T problems share,
+ * each task's answer checked against G itself and re-solved from scratch
+ * (lw_qp_dual_cone()'s method) if it falls short. A zero Gram (or
+ * tr G < norm_eps) gives c = p = 1/T each.
  */
 #include "../lw_internal.h"
 #include "../qp.h"
@@ -35,34 +38,24 @@ static const lw_param_info upgrad_params[] = {
                    "1e-4)."},
 };
 
-/* Workspace: H (T*T) | u (T) | v (T) | qp. */
-static size_t upgrad_work_size(size_t T) { return T * T + 2 * T + lw_qp_work_size(T); }
+/* Workspace: H (T*T) | p (T) | the QP driver's (its own size covers
+ * lw_qp_ridge's T*T + O(T) too). */
+static size_t upgrad_work_size(size_t T) { return T * T + T + lw_qp_each_work_size(T); }
 
 static int upgrad_step(const lw_job *job, double *state, double *work, const lw_input *in,
                        double *c, lw_error *err)
 {
     (void)state;
     const size_t T = job->T;
-    double *H = work, *u = H + T * T, *v = u + T, *qw = v + T;
+    double *H = work, *p = H + T * T, *qw = p + T;
     double ridge;
     lw_qp_torchjd_gram(T, in->gram, lw_pnum(job, P_NORM_EPS), lw_pnum(job, P_REG_EPS), H);
     int rc = lw_qp_ridge(T, H, qw, &ridge, err);
     if (rc)
         return rc;
-    for (size_t i = 0; i < T; i++) {
-        c[i] = 0.0;
-        u[i] = 0.0;
-    }
-    for (size_t i = 0; i < T; i++) {
-        u[i] = 1.0 / (double)T;
-        rc = lw_qp_dual_cone(T, H, u, v, qw, NULL, err);
-        if (rc)
-            return rc;
-        u[i] = 0.0;
-        for (size_t k = 0; k < T; k++)
-            c[k] += v[k];
-    }
-    return 0;
+    for (size_t i = 0; i < T; i++)
+        p[i] = 1.0 / (double)T;
+    return lw_qp_dual_cone_each(T, H, p, c, qw, NULL, err);
 }
 
 const lw_method lw_method_upgrad = {
