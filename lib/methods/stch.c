@@ -79,6 +79,21 @@ static int stch_fill_defaults(lw_job *job)
     return 0;
 }
 
+/* Is parameter k at its default? The canonical spec the daemon echoes lists
+ * every parameter, so the other variant's parameters come back at their
+ * defaults and must be accepted; only a real value for them is a mistake. */
+static int at_default(const lw_job *job, int k)
+{
+    const lw_param_info *p = &stch_params[k];
+    if (p->type != LW_PARAM_VECTOR)
+        return job->params[k].num == p->def;
+    const double *v = job->params[k].vec;
+    for (size_t i = 0; v && i < job->T; i++)
+        if (v[i] != (k == P_PREFERENCE ? 1.0 / (double)job->T : p->def))
+            return 0;
+    return 1;
+}
+
 static int stch_check_spec(const lw_job *job, lw_error *err)
 {
     static const struct {
@@ -89,7 +104,8 @@ static int stch_check_spec(const lw_job *job, lw_error *err)
                 {P_REFERENCE, VAR_LINEAR}};
     const int variant = lw_pchoice(job, P_VARIANT);
     for (size_t k = 0; k < sizeof only / sizeof only[0]; k++) {
-        if (job->params[only[k].param].given && only[k].variant != variant) {
+        if (job->params[only[k].param].given && only[k].variant != variant &&
+            !at_default(job, only[k].param)) {
             char f[64];
             snprintf(f, sizeof f, "params.%s", stch_params[only[k].param].name);
             return lw_fail(err, LW_EINVAL, f, "%s applies only to variant \"%s\", not \"%s\"",

@@ -363,6 +363,40 @@ static void test_tool_methods_prints_the_document(void **state)
     cJSON_Delete(mine);
 }
 
+/* The spec the daemon echoes (every default filled in) must itself be a
+ * valid spec that creates the same job: clients PUT it back, and state
+ * documents carry it. Every servable method, default parameters, plus the
+ * variants that switch parameter sets on. */
+static void test_canonical_spec_recreates_the_same_job(void **state)
+{
+    (void)state;
+    char text[512];
+    for (size_t i = 0; i <= lw_method_count(); i++) {
+        const lw_method_info *m = i < lw_method_count() ? lw_method_at(i) : NULL;
+        if (m && !m->servable)
+            continue;
+        if (m)
+            snprintf(text, sizeof text,
+                     "{\"tasks\":[{\"name\":\"a\",\"label_var\":2},\"b\",\"c\"],"
+                     "\"method\":\"%s\"}", m->name);
+        else
+            snprintf(text, sizeof text, "{\"tasks\":[\"a\",\"b\",\"c\"],\"method\":\"stch\","
+                                        "\"params\":{\"variant\":\"linear\",\"mu\":0.5}}");
+        if (m && strcmp(m->name, "prior_norm") == 0)
+            snprintf(text, sizeof text,
+                     "{\"tasks\":[{\"name\":\"a\",\"label_var\":2},{\"name\":\"b\","
+                     "\"class_freq\":[0.9,0.1]},{\"name\":\"c\",\"prior_loss\":0.7}],"
+                     "\"method\":\"prior_norm\"}");
+        char *first = canonical(text);
+        char *second = canonical(first);
+        if (strcmp(first, second) != 0)
+            print_error("%s\n%s\n", first, second);
+        assert_string_equal(first, second);
+        free(first);
+        free(second);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_tool_replay_bad_line_reports_and_continues),
         cmocka_unit_test(test_tool_replay_bad_spec_exits_2),
         cmocka_unit_test(test_tool_methods_prints_the_document),
+        cmocka_unit_test(test_canonical_spec_recreates_the_same_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
