@@ -103,7 +103,8 @@ static int check_objects(const cJSON *it, lw_error *err)
             return -1;
         }
         if (n > 1) {
-            const cJSON **v = malloc(n * sizeof *v);
+            const cJSON *small[16]; /* every object of the API fits: no malloc per request */
+            const cJSON **v = n <= 16 ? small : malloc(n * sizeof *v);
             size_t k = 0;
             if (!v) {
                 snprintf(err->message, sizeof err->message, "out of memory");
@@ -117,10 +118,12 @@ static int check_objects(const cJSON *it, lw_error *err)
                     snprintf(err->message, sizeof err->message, "key \"%.64s\" appears twice",
                              v[k]->string);
                     snprintf(err->field, sizeof err->field, "%.64s", v[k]->string);
-                    free(v);
+                    if (v != small)
+                        free(v);
                     return -1;
                 }
-            free(v);
+            if (v != small)
+                free(v);
         }
     }
     if (cJSON_IsObject(it) || cJSON_IsArray(it))

@@ -4,7 +4,13 @@
 default "build") with --listen 127.0.0.1:0 --ready-file and --data-dir in a
 temporary directory, waits (bounded) for the ready file, and always stops the
 process afterwards (SIGTERM, then SIGKILL). `start_daemon` starts more, with
-extra flags. Only the standard library is used (http.client, json).
+extra flags.
+
+Every answer a Client receives is checked against the wire contract
+(contract.py: proto/openapi.yaml and the JSON Schemas in proto/schemas/):
+an undocumented status, a Content-Type the spec does not list or a body that
+does not validate fails the test. `raw(..., check=False)` skips that for a
+test that must see something off-contract on purpose.
 """
 
 import http.client
@@ -16,6 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from contract import contract
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / os.environ.get("LW_BUILD", "build")
@@ -37,8 +45,10 @@ class Client:
     def close(self):
         self.conn.close()
 
-    def raw(self, method, path, body=None, headers=None):
-        """Send a request; returns (status, headers dict lower-cased, body bytes)."""
+    def raw(self, method, path, body=None, headers=None, check=True):
+        """Send a request; returns (status, headers dict lower-cased, body bytes).
+        The answer is checked against proto/ (see the module doc) unless
+        check is false."""
         hdrs = dict(headers or {})
         if body is not None and not isinstance(body, (bytes, bytearray)):
             body = body.encode()
@@ -48,6 +58,8 @@ class Client:
         resp = self.conn.getresponse()
         data = resp.read()
         h = {k.lower(): v for k, v in resp.getheaders()}
+        if check:
+            contract().check_response(method, path, resp.status, h, data)
         if h.get("connection", "").lower() == "close":
             self.conn.close()
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
