@@ -75,7 +75,8 @@ LIBSO    := $(BUILD)/liblossweight.so
 DAEMON   := $(BUILD)/lossweightd
 TOOL     := $(BUILD)/lossweight
 
-.PHONY: all lib test unit check bench fuzz install uninstall deps run clean integration e2e refdata
+.PHONY: all lib test unit check bench bench-deps fuzz fuzz-short install uninstall deps run clean \
+        integration e2e refdata
 
 all: $(LIBA) $(LIBSO) $(TOOL) $(if $(wildcard server/main.c),$(DAEMON))
 
@@ -138,6 +139,7 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@tally=$$(mktemp); st=0; \
 	LW_TALLY=$$tally $(MAKE) --no-print-directory unit || st=1; \
+	LW_TALLY=$$tally $(MAKE) --no-print-directory fuzz-short || st=1; \
 	LW_TALLY=$$tally $(MAKE) --no-print-directory integration || st=1; \
 	LW_TALLY=$$tally $(MAKE) --no-print-directory e2e || st=1; \
 	LW_TALLY=$$tally tests/run.sh total || st=1; rm -f $$tally; exit $$st
@@ -148,19 +150,52 @@ check: deps
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
 	    EXTRA_LDFLAGS="-fsanitize=address,undefined" unit
 
-bench: all $(BENCH_BIN)
+# tests/bench/*.sh get BUILD; http_bench.sh needs nginx-light and wrk,
+# durability_bench.sh redis-server and wrk (bench-deps).
+bench: all $(BENCH_BIN) bench-deps
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 	@if ls tests/bench/*.sh >/dev/null 2>&1; then \
 	    for s in tests/bench/*.sh; do echo "== $$s"; BUILD=$(BUILD) bash $$s || exit 1; done; fi
 
-fuzz:
-	@echo "no fuzz targets yet"
+# ---- fuzzing ----
+# tests/fuzz/fuzz_body.c: libFuzzer over the request-body path (server/body.c,
+# server/wire.c, lib/), everything built with clang, ASan and UBSan into
+# $(BUILD)/fuzz/, where the corpus also lives. `make fuzz` runs it for
+# FUZZ_SECONDS; `make test` runs FUZZ_SHORT_SECONDS of it (fuzz-short), tallied
+# like a unit test.
+FUZZ_CC            ?= clang
+FUZZ_SECONDS       ?= 300
+FUZZ_SHORT_SECONDS ?= 20
+FUZZ_DIR    := $(BUILD)/fuzz
+FUZZ_BIN    := $(FUZZ_DIR)/fuzz_body
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Ilib -Iserver $(DEP_CFLAGS) -O1 -g \
+               -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ    := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(LIB_SRC) $(WIRE_SRC) server/body.c)
+
+$(FUZZ_DIR)/%.o: %.c $(wildcard lib/*.h server/*.h)
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BIN): tests/fuzz/fuzz_body.c $(FUZZ_OBJ)
+	$(call say,LD,$@)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ \
+	    $(DEP_LIBS) $(LAPACK_LIBS) -lm
+
+fuzz: $(FUZZ_BIN)
+	@LW_FUZZ=$(FUZZ_BIN) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
+
+fuzz-short: $(FUZZ_BIN)
+	@LW_FUZZ=$(FUZZ_BIN) FUZZ_SECONDS=$(FUZZ_SHORT_SECONDS) tests/run.sh unit tests/fuzz/run.sh
 
 # ---- packages ----
 
 DEBS := build-essential pkg-config clang libmicrohttpd-dev libcjson-dev libuv1-dev \
         libcmocka-dev liblapacke-dev liblapack3 libblas3 python3 python3-pytest \
-        python3-jsonschema curl libcurl4-openssl-dev python3-torch
+        python3-jsonschema python3-yaml curl libcurl4-openssl-dev python3-torch \
+        libclang-rt-14-dev
+# What tests/bench/http_bench.sh compares lossweightd with, and drives it by.
+BENCH_DEBS := nginx-light wrk
+# ... and what tests/bench/durability_bench.sh compares it with.
+BENCH_DEBS += redis-server redis-tools
 deps:
 	@missing=""; for p in $(DEBS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' \
@@ -171,6 +206,9 @@ deps:
 	    $$SUDO apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+bench-deps:
+	@$(MAKE) --no-print-directory deps DEBS="$(BENCH_DEBS)"
 
 run: deps
 	$(MAKE) all

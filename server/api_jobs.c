@@ -74,7 +74,8 @@ void api_job_put(lwd_req *rq)
                         .doc = j->spec_json, .doc_len = j->spec_len};
     if (journal_append(&ev) != 0) {
         job_free(j);
-        reply_error(rq, 503, "unavailable", NULL, "the journal refused the job");
+        reply_error(rq, 503, "unavailable", NULL, "the journal refused the job: %s",
+                    journal_error());
         return;
     }
     jobs_insert(j);
@@ -115,7 +116,8 @@ void api_job_delete(lwd_req *rq)
         return;
     journal_event ev = {.kind = JOURNAL_JOB_DELETED, .job = j->id, .step = -1, .rank = -1};
     if (journal_append(&ev) != 0) {
-        reply_error(rq, 503, "unavailable", NULL, "the journal refused the deletion");
+        reply_error(rq, 503, "unavailable", NULL, "the journal refused the deletion: %s",
+                    journal_error());
         return;
     }
     job_fail_waiters(j, 404, "job_deleted", "the job was deleted");
@@ -162,7 +164,8 @@ void api_state_put(lwd_req *rq)
                         .doc = rq->body, .doc_len = rq->body_len};
     if (journal_append(&ev) != 0) {
         job_free(nj);
-        reply_error(rq, 503, "unavailable", NULL, "the journal refused the restore");
+        reply_error(rq, 503, "unavailable", NULL, "the journal refused the restore: %s",
+                    journal_error());
         return;
     }
     if (old) {

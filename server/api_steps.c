@@ -52,7 +52,9 @@ void api_weights_get(lwd_req *rq)
         reply_error(rq, 404, "no_decision", "", "no step of job \"%s\" is decided yet", j->id);
         return;
     }
-    reply_copy(rq, 200, d->body, d->body_len);
+    size_t len;
+    const char *body = hist_body(j, d, &len);
+    reply_copy(rq, 200, body, len);
 }
 
 void api_history_get(lwd_req *rq)

@@ -135,6 +135,22 @@ static const double *decision_weights(const lwd_job *job, const lwd_decision *d)
     return d->data + off;
 }
 
+const char *hist_body(const lwd_job *job, const lwd_decision *d, size_t *len)
+{
+    if (!d->body) {
+        /* The ring's entries belong to the job; readers get const pointers,
+         * and filling in the printed form does not change the decision. */
+        lwd_decision *m = (lwd_decision *)d;
+        m->body = decision_body(job, d->step, decision_weights(job, d), d->nranks, &m->body_len);
+        if (!m->body) {
+            log_msg(LL_ERROR, "out_of_memory", "cannot print a decision");
+            abort();
+        }
+    }
+    *len = d->body_len;
+    return d->body;
+}
+
 cJSON *hist_item_json(const lwd_job *job, const lwd_decision *d)
 {
     lw_input in = decision_input(job, d);

@@ -315,7 +315,9 @@ cJSON *job_view_json(const lwd_job *j)
 
     const lwd_decision *d = hist_latest(&j->hist);
     /* the decision's own bytes: reparsing would let cJSON reprint doubles */
-    cJSON_AddItemToObject(o, "latest", d ? cJSON_CreateRaw(d->body) : cJSON_CreateNull());
+    size_t blen;
+    cJSON_AddItemToObject(o, "latest",
+                          d ? cJSON_CreateRaw(hist_body(j, d, &blen)) : cJSON_CreateNull());
     cJSON_AddItemToObject(o, "state", wire_describe_json(j->lw));
     return o;
 }

@@ -53,7 +53,8 @@ typedef struct lwd_decision {
     int nranks;
     double *data;     /* mean input (rep_len, report layout) then T weights */
     uint8_t *present; /* bitmap of ranks, world_size bits; NULL: every rank */
-    char *body;       /* the decision document, printed once */
+    char *body;       /* the decision document, printed once (NULL after recovery
+                         until hist_body() prints it) */
     size_t body_len;
 } lwd_decision;
 
@@ -148,6 +149,14 @@ char *decision_body(const lwd_job *job, int64_t step, const double *w, int nrank
 /* Store a decided step in the history (takes data/present/body). */
 int steps_store_decision(lwd_job *job, lwd_decision *d);
 
+/* Recovery (persist.c): apply a journaled report, or a decision from the
+ * ranks present (present NULL: the ranks recorded), the way the live path
+ * did -- without its checks, answers or journaling. 0, or -1 with msg when
+ * the record does not fit the job (the journal and the state disagree). */
+int steps_replay_report(lwd_job *job, const wire_report *r, char *msg, size_t len);
+int steps_replay_decide(lwd_job *job, int64_t step, const uint8_t *present, char *msg,
+                        size_t len);
+
 /* ---- history.c ---- */
 
 void hist_init(lwd_history *h, size_t max);
@@ -158,6 +167,11 @@ int hist_push(lwd_history *h, lwd_decision *d);
 const lwd_decision *hist_at(const lwd_history *h, size_t i); /* 0 = oldest */
 const lwd_decision *hist_find(const lwd_history *h, int64_t step);
 const lwd_decision *hist_latest(const lwd_history *h);
+/* The decision document of d (the bytes every rank is answered with).
+ * Printed when the step is decided; for steps brought back by recovery,
+ * on first use (most are never asked for). Never NULL (out of memory here
+ * is fatal, as when deciding). */
+const char *hist_body(const lwd_job *job, const lwd_decision *d, size_t *len);
 /* Index of the first entry with step >= s (h->len if none). */
 size_t hist_lower_bound(const lwd_history *h, int64_t s);
 /* One history item: step, input (the mean, replayable), weights, ranks. */

@@ -1,16 +1,19 @@
 /*
  * main.c -- lossweightd: flags, start-up, signals and an orderly shutdown.
  *
- * Start-up: parse flags, create the data directory (the journal seam),
- * print the method table once, start libmicrohttpd under the libuv loop,
+ * Start-up: parse flags, lock the data directory and recover the jobs from
+ * it (journal.c: newest snapshot, then the journal after it), print the
+ * method table once, start libmicrohttpd under the libuv loop,
  * install signal watchers, then write --ready-file (atomically: a temporary
  * file renamed into place) with the address actually bound, and tell
  * systemd READY=1. The loop runs until shutdown.
  *
  * SIGTERM / SIGINT: stop accepting (MHD_quiesce_daemon), answer every
  * waiting rank 503, answer any new request on an open connection 503 with
- * "Connection: close", and stop once no request is in flight, or after
- * --shutdown-timeout-ms at the latest. A second signal stops at once.
+ * "Connection: close", and once no request is in flight (answers waiting
+ * for their group commit included) write a final snapshot and stop; after
+ * --shutdown-timeout-ms at the latest, without the snapshot (the journal
+ * holds everything anyway). A second signal stops at once.
  * Exit status 0. SIGHUP: reopen logs. Signals are libuv watchers: the
  * handlers run on the loop like everything else.
  */
@@ -19,6 +22,7 @@
 #include "metrics.h"
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -61,6 +65,21 @@ static void usage(FILE *f)
             "                            run before it is refused 429 (default 1024)\n"
             "  --idle-timeout SECONDS    close idle keep-alive connections (default 300)\n"
             "  --shutdown-timeout-ms MS  SIGTERM: exit after at most this long (default 5000)\n"
+            "  --fsync MODE              always (default: no answer before its journal\n"
+            "                            record is on disk), batch (fdatasync every\n"
+            "                            --fsync-interval-ms) or off (leave it to the OS)\n"
+            "  --fsync-interval-ms MS    batch: how often to fdatasync (default 1000)\n"
+            "  --snapshot-interval-s S   snapshot every S seconds if anything changed\n"
+            "                            (default 300; 0: only by size and at shutdown)\n"
+            "  --journal-max-bytes BYTES snapshot and start a new journal segment once the\n"
+            "                            journal grows past this (default 64M; K/M/G)\n"
+            "  --truncate-corrupt        start-up: where the journal is corrupt before its\n"
+            "                            end, keep a copy of the rest and truncate there\n"
+            "                            (default: refuse to start, naming file and offset)\n"
+            "  --allow-remote            listen on an address beyond loopback; refused\n"
+            "                            without it: bearer tokens and TLS are not\n"
+            "                            implemented yet, so anyone who can connect can\n"
+            "                            create, change and delete jobs\n"
             "  --help, --version\n",
             WIRE_DEFAULT_MAX_TASKS, LW_MAX_TASKS, WIRE_DEFAULT_MAX_WORLD);
 }
@@ -131,7 +150,8 @@ static int parse_listen(const char *s, lwd_config *cfg)
 enum {
     OPT_LISTEN = 256, OPT_READY, OPT_DATA, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_MAX_BODY,
     OPT_MAX_JOBS, OPT_MAX_TASKS, OPT_MAX_WORLD, OPT_MAX_CONN, OPT_HISTORY, OPT_MAX_AHEAD,
-    OPT_IDLE, OPT_SHUTDOWN, OPT_HELP, OPT_VERSION,
+    OPT_IDLE, OPT_SHUTDOWN, OPT_HELP, OPT_VERSION, OPT_ALLOW_REMOTE,
+    OPT_FSYNC, OPT_FSYNC_INTERVAL, OPT_SNAP_INTERVAL, OPT_JOURNAL_MAX, OPT_TRUNCATE_CORRUPT,
 };
 
 static const struct option options[] = {
@@ -151,13 +171,33 @@ static const struct option options[] = {
     {"shutdown-timeout-ms", required_argument, NULL, OPT_SHUTDOWN},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
+    {"fsync", required_argument, NULL, OPT_FSYNC},
+    {"fsync-interval-ms", required_argument, NULL, OPT_FSYNC_INTERVAL},
+    {"snapshot-interval-s", required_argument, NULL, OPT_SNAP_INTERVAL},
+    {"journal-max-bytes", required_argument, NULL, OPT_JOURNAL_MAX},
+    {"truncate-corrupt", no_argument, NULL, OPT_TRUNCATE_CORRUPT},
     {NULL, 0, NULL, 0},
 };
+
+/* 127.0.0.0/8, ::1 and ::ffff:127.x. An address that does not parse counts
+ * as loopback here: http_start() refuses it with its own message. */
+static int listen_is_loopback(const lwd_config *cfg)
+{
+    unsigned char a[16];
+    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char v6lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    if (!cfg->ipv6)
+        return inet_pton(AF_INET, cfg->listen_host, a) != 1 || a[0] == 127;
+    if (inet_pton(AF_INET6, cfg->listen_host, a) != 1)
+        return 1;
+    return memcmp(a, v6lo, 16) == 0 || (memcmp(a, v4mapped, 12) == 0 && a[12] == 127);
+}
 
 /* 0: run; 1: exit 0 (--help, --version); -1: exit 2. */
 static int parse_flags(int argc, char **argv, lwd_config *cfg)
 {
-    int c;
+    int c, allow_remote = 0;
     uint64_t v;
     snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
     cfg->listen_port = 7070;
@@ -172,6 +212,10 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
     cfg->max_ahead = 1024;
     cfg->idle_timeout_s = 300;
     cfg->shutdown_timeout_ms = 5000;
+    cfg->fsync_mode = JOURNAL_FSYNC_ALWAYS;
+    cfg->fsync_interval_ms = 1000;
+    cfg->snapshot_interval_s = 300;
+    cfg->journal_max_bytes = (uint64_t)64 << 20;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -236,6 +280,33 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
                 bad = "--shutdown-timeout-ms is 0 to 600000";
             cfg->shutdown_timeout_ms = (unsigned)v;
             break;
+        case OPT_ALLOW_REMOTE: allow_remote = 1; break;
+        case OPT_FSYNC:
+            if (strcmp(optarg, "always") == 0)
+                cfg->fsync_mode = JOURNAL_FSYNC_ALWAYS;
+            else if (strcmp(optarg, "batch") == 0)
+                cfg->fsync_mode = JOURNAL_FSYNC_BATCH;
+            else if (strcmp(optarg, "off") == 0)
+                cfg->fsync_mode = JOURNAL_FSYNC_OFF;
+            else
+                bad = "--fsync is always, batch or off";
+            break;
+        case OPT_FSYNC_INTERVAL:
+            if (parse_u64(optarg, 1, 600000, 0, &v) != 0)
+                bad = "--fsync-interval-ms is 1 to 600000";
+            cfg->fsync_interval_ms = (unsigned)v;
+            break;
+        case OPT_SNAP_INTERVAL:
+            if (parse_u64(optarg, 0, 86400 * 7, 0, &v) != 0)
+                bad = "--snapshot-interval-s is 0 to 604800";
+            cfg->snapshot_interval_s = (unsigned)v;
+            break;
+        case OPT_JOURNAL_MAX:
+            if (parse_u64(optarg, 0, (uint64_t)1 << 40, 1, &v) != 0)
+                bad = "--journal-max-bytes is 0 (no limit) to 1T";
+            cfg->journal_max_bytes = v;
+            break;
+        case OPT_TRUNCATE_CORRUPT: cfg->truncate_corrupt = 1; break;
         case OPT_HELP: usage(stdout); return 1;
         case OPT_VERSION:
             printf("lossweightd %s (libmicrohttpd %s, libuv %s, cJSON %s)\n", LWD_VERSION,
@@ -254,6 +325,15 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
     if (optind < argc) {
         fprintf(stderr, "lossweightd: unexpected argument \"%s\"\n", argv[optind]);
         usage(stderr);
+        return -1;
+    }
+    /* DESIGN.md, Security: beyond loopback only when forced (no tokens yet). */
+    if (!allow_remote && !listen_is_loopback(cfg)) {
+        fprintf(stderr,
+                "lossweightd: refusing to listen on %s: it is not a loopback address, and "
+                "bearer tokens and TLS are not implemented yet (anyone who can connect could "
+                "change jobs); pass --allow-remote to listen there anyway\n",
+                cfg->listen_host);
         return -1;
     }
     return 0;
@@ -285,6 +365,7 @@ static void finish(void)
     if (finishing)
         return;
     finishing = 1;
+    journal_halt(); /* a no-op after journal_shutdown's final snapshot */
     http_stop(); /* closes every connection: their waiters unlink */
     jobs_free_all();
     uv_close((uv_handle_t *)&sig_term, NULL);
@@ -295,8 +376,10 @@ static void finish(void)
 
 void server_check_shutdown(void)
 {
+    /* Every answer is out (those waiting for a group commit count as in
+     * flight): write the final snapshot, then stop. */
     if (srv.shutting_down && !finishing && srv.active_requests == 0)
-        finish();
+        journal_shutdown(finish);
 }
 
 static void on_shutdown_timeout(uv_timer_t *t)
@@ -356,12 +439,13 @@ int main(int argc, char **argv)
     srv.limits.max_tasks = srv.cfg.max_tasks;
     srv.limits.max_world_size = srv.cfg.max_world;
 
-    if (journal_open(srv.cfg.data_dir) != 0)
-        return 1;
     if (metrics_init(route_count()) != 0) {
         log_msg(LL_ERROR, "out_of_memory", "metrics");
         return 1;
     }
+    /* Lock the data directory and replay it (before listening). */
+    if (journal_open() != 0)
+        return 1;
     cJSON *methods = wire_methods_json();
     srv.methods_body = methods ? wire_print(methods) : NULL;
     cJSON_Delete(methods);
@@ -394,10 +478,10 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (strncmp(srv.cfg.listen_host, "127.", 4) != 0 && strcmp(srv.cfg.listen_host, "::1") != 0)
+    if (!listen_is_loopback(&srv.cfg))
         log_msg(LL_WARN, "not_loopback",
-                "listening beyond loopback: bearer tokens are not implemented yet, "
-                "anyone who can connect can change jobs");
+                "listening beyond loopback (--allow-remote): bearer tokens are not "
+                "implemented yet, anyone who can connect can change jobs");
     log_begin(LL_INFO, "listening");
     log_str("addr", srv.bound);
     log_str("version", LWD_VERSION);

@@ -12,6 +12,7 @@
 #include "metrics.h"
 
 #include "jobs.h"
+#include "journal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -211,6 +212,35 @@ char *metrics_render(size_t *len)
     family(&b, "lossweight_closed_steps_total", "counter",
            "Open steps closed undecided because a later step was decided.");
     sb_printf(&b, "lossweight_closed_steps_total %llu\n", (unsigned long long)M.closed);
+    journal_stats js;
+    journal_get_stats(&js);
+    if (js.enabled) {
+        family(&b, "lossweight_journal_records_total", "counter",
+               "Journal records written by this process.");
+        sb_printf(&b, "lossweight_journal_records_total %llu\n", (unsigned long long)js.records);
+        family(&b, "lossweight_journal_bytes_total", "counter",
+                   "Journal bytes written by this process.");
+        sb_printf(&b, "lossweight_journal_bytes_total %llu\n", (unsigned long long)js.bytes);
+        family(&b, "lossweight_journal_bytes_since_snapshot", "gauge",
+               "Journal bytes a restart would replay after the newest snapshot.");
+        sb_printf(&b, "lossweight_journal_bytes_since_snapshot %llu\n",
+                  (unsigned long long)js.bytes_since_snapshot);
+        family(&b, "lossweight_journal_syncs_total", "counter",
+               "Group commits (fdatasync of the journal on the thread pool).");
+        sb_printf(&b, "lossweight_journal_syncs_total %llu\n", (unsigned long long)js.syncs);
+        family(&b, "lossweight_journal_sync_seconds_total", "counter",
+               "Time spent in group commits.");
+        sb_printf(&b, "lossweight_journal_sync_seconds_total %.9f\n", (double)js.sync_ns / 1e9);
+        family(&b, "lossweight_journal_write_errors_total", "counter",
+               "Appends refused because the journal could not be written (answered 503).");
+        sb_printf(&b, "lossweight_journal_write_errors_total %llu\n",
+                  (unsigned long long)js.write_errors);
+        family(&b, "lossweight_snapshots_total", "counter", "Snapshots written, or failed.");
+        sb_printf(&b, "lossweight_snapshots_total{outcome=\"ok\"} %llu\n",
+                  (unsigned long long)js.snapshots);
+        sb_printf(&b, "lossweight_snapshots_total{outcome=\"failed\"} %llu\n",
+                  (unsigned long long)js.snapshot_failures);
+    }
     family(&b, "lossweight_uptime_seconds", "gauge", "Seconds since start.");
     sb_printf(&b, "lossweight_uptime_seconds %.3f\n", (double)now_ms() / 1000.0);
     family(&b, "lossweight_build_info", "gauge", "Version of lossweightd.");

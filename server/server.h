@@ -20,7 +20,9 @@
  *   state.c     whole-job export and restore
  *   api_*.c     the HTTP handlers (one row of the route table each)
  *   metrics.c   Prometheus counters and the /metrics text
- *   journal.c   where durability will hook in (a seam for now)
+ *   journal.c   the data directory: journal, group commit, snapshots, recovery
+ *   persist.c   what journal records and snapshot entries hold; replaying them
+ *   crc32c.c    the records' checksum
  *   notify.c    sd_notify for Type=notify
  *   log.c       operator logs
  */
@@ -60,6 +62,12 @@ typedef struct lwd_config {
     int64_t max_ahead;      /* a report may run this many steps past the last decided one */
     unsigned idle_timeout_s;       /* keep-alive connections idle this long are closed */
     unsigned shutdown_timeout_ms;  /* SIGTERM: exit after at most this long */
+    /* durability (journal.c) */
+    int fsync_mode;                /* JOURNAL_FSYNC_* */
+    unsigned fsync_interval_ms;    /* batch: fdatasync at most this often */
+    unsigned snapshot_interval_s;  /* snapshot this often if anything changed (0: never) */
+    uint64_t journal_max_bytes;    /* snapshot once the journal grows past this (0: never) */
+    int truncate_corrupt;          /* start-up: truncate at mid-journal corruption */
 } lwd_config;
 
 /* ---- the server ---- */

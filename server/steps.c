@@ -14,7 +14,8 @@
  *   5. more than --max-ahead steps past the last decided one        429
  *   6. lw_job_check against the job (what the method needs, ranges)  400
  *   7. all reports of a step carry the same inputs and epoch        409
- *   8. the journal accepts it (durability seam)                     503
+ *   8. the journal writes it (journal.c; under --fsync always the
+ *      answer waits for it to be on disk)                           503
  *
  * Then it is recorded in the open step. When world_size ranks have
  * reported, or the barrier timeout (armed at the step's first report,
@@ -34,6 +35,13 @@
  *
  * Retries are recognised by a 64-bit digest of the parsed report kept for
  * each rank's last LWD_RANK_RECENT steps.
+ *
+ * Journaled (journal.h, before anything changes): each report recorded, and
+ * each late report answered with a decision made without it (the rank's
+ * position moves); a decision from a subset of the ranks (barrier timeout),
+ * before the method steps. Recovery replays these through
+ * steps_replay_report() and steps_replay_decide(), the same code without the
+ * checks and the answers, so a restarted daemon holds the same bits.
  */
 #include "jobs.h"
 #include "journal.h"
@@ -290,9 +298,8 @@ static void close_open_below(lwd_job *job, int64_t step)
     while (job->open && job->open->step < step) {
         lwd_pending *q = job->open;
         char msg[160];
-        journal_event ev = {.kind = JOURNAL_STEP_CLOSED, .job = job->id, .step = q->step,
-                            .rank = -1};
-        (void)journal_append(&ev);
+        /* Not journaled: closing follows from the decision of `step`, which
+         * replay repeats. */
         snprintf(msg, sizeof msg, "step %lld was closed undecided: step %lld was decided first",
                  (long long)q->step, (long long)step);
         answer_step_waiters_error(job, q->step, 0, 410, "step_closed", "step", msg);
@@ -362,6 +369,30 @@ static int decide(lwd_job *job, lwd_pending *p, int by_timeout, lw_error *err)
         snprintf(err->message, sizeof err->message, "out of memory");
         return LW_ENOMEM;
     }
+    if (d.present)
+        for (r = 0; r < job->world; r++)
+            if (p->by_rank[r])
+                d.present[r / 8] |= (uint8_t)(1u << (r % 8));
+
+    /* A decision from a subset of the ranks (barrier timeout) depends on
+     * timing, so it is journaled -- before the method steps: if the record
+     * cannot be written, nothing has moved. A decision from every rank
+     * follows from the reports and is not journaled. */
+    if (d.present) {
+        journal_event ev = {.kind = JOURNAL_STEP_DECIDED, .job = job->id, .step = p->step,
+                            .rank = -1, .present = d.present, .world = job->world};
+        if (journal_append(&ev) != 0) {
+            free(d.data);
+            free(d.present);
+            memset(err, 0, sizeof *err);
+            err->code = LW_EINVAL;
+            snprintf(err->message, sizeof err->message,
+                     "the journal refused the decision: %s", journal_error());
+            answer_step_waiters_error(job, p->step, WAIT_REPORT, 503, "unavailable", NULL,
+                                      err->message);
+            return -1;
+        }
+    }
 
     int rc = lw_job_step(job->lw, &in, w, err);
     if (rc != 0) {
@@ -392,31 +423,27 @@ static int decide(lwd_job *job, lwd_pending *p, int by_timeout, lw_error *err)
     if (has & HAS_LOSSES_AFTER)
         memcpy(d.data + off, in.losses_after, T * sizeof(double)), off += T;
     memcpy(d.data + off, w, T * sizeof(double));
-    if (d.present)
-        for (r = 0; r < job->world; r++)
-            if (p->by_rank[r])
-                d.present[r / 8] |= (uint8_t)(1u << (r % 8));
     d.step = p->step;
     d.epoch = in.epoch;
     d.has = has;
     d.nranks = p->nranks;
-    d.body = decision_body(job, p->step, w, p->nranks, &d.body_len);
-    if (!d.body) {
+    /* Replay leaves the body to hist_body(), which prints it on first use:
+     * most replayed decisions are evicted or never asked for. */
+    d.body = journal_replaying() ? NULL : decision_body(job, p->step, w, p->nranks, &d.body_len);
+    if (!d.body && !journal_replaying()) {
         /* The method's state has advanced; without its decision the job
          * would be inconsistent. Out of memory here is fatal (as in Redis). */
         log_msg(LL_ERROR, "out_of_memory", "cannot record a decided step");
         abort();
     }
-    journal_event ev = {.kind = JOURNAL_STEP_DECIDED, .job = job->id, .step = p->step,
-                        .rank = -1, .present = d.present, .world = job->world};
-    (void)journal_append(&ev);
     if (steps_store_decision(job, &d) != 0) {
         log_msg(LL_ERROR, "out_of_memory", "cannot record a decided step");
         abort();
     }
     job->n_decided++;
-    metrics_step_decided();
-    if (by_timeout || log_enabled(LL_DEBUG)) {
+    if (!journal_replaying())
+        metrics_step_decided();
+    if ((by_timeout && !journal_replaying()) || log_enabled(LL_DEBUG)) {
         log_begin(by_timeout ? LL_INFO : LL_DEBUG, "step_decided");
         log_str("job", job->id);
         log_int("step", p->step);
@@ -430,7 +457,11 @@ static int decide(lwd_job *job, lwd_pending *p, int by_timeout, lw_error *err)
     int64_t step = p->step;
     pending_unlink(job, p);
     pending_free(p);
-    answer_step_waiters(job, step, 0, 200, dec->body, dec->body_len);
+    if (job->waiters) {
+        size_t blen;
+        const char *body = hist_body(job, dec, &blen);
+        answer_step_waiters(job, step, 0, 200, body, blen);
+    }
     close_open_below(job, step);
     return 0;
 }
@@ -479,12 +510,19 @@ void steps_arm_timer(lwd_job *job, lwd_pending *p)
 
 /* ---- the report path ---- */
 
+static void reply_decision(lwd_req *rq, const lwd_job *job, const lwd_decision *d)
+{
+    size_t len;
+    const char *body = hist_body(job, d, &len);
+    reply_copy(rq, 200, body, len);
+}
+
 /* Async: the latest decision, or 202 pending when there is none yet. */
 static void answer_latest(lwd_req *rq, lwd_job *job, int64_t step)
 {
     const lwd_decision *d = hist_latest(&job->hist);
     if (d)
-        reply_copy(rq, 200, d->body, d->body_len);
+        reply_decision(rq, job, d);
     else
         reply_json(rq, 202, steps_pending_json(job, step));
 }
@@ -494,7 +532,7 @@ static void answer_decided(lwd_req *rq, lwd_job *job, const lwd_decision *d)
     if (job->sync == WIRE_SYNC_ASYNC)
         answer_latest(rq, job, d->step);
     else
-        reply_copy(rq, 200, d->body, d->body_len);
+        reply_decision(rq, job, d);
 }
 
 static void reply_closed(lwd_req *rq, lwd_job *job, int64_t step)
@@ -585,7 +623,15 @@ void steps_report(lwd_req *rq, lwd_job *job, const cJSON *doc, int64_t wait_ms)
             return;
         }
         /* A late rank: the step was decided without it (barrier timeout).
-         * It gets the decision; its numbers are not counted. */
+         * It gets the decision; its numbers are not counted. Journaled, as
+         * the rank's position moves. */
+        journal_event ev = {.kind = JOURNAL_REPORT, .job = job->id, .step = s, .rank = r.rank,
+                            .report = &r, .tasks = job->T};
+        if (journal_append(&ev) != 0) {
+            reply_error(rq, 503, "unavailable", NULL, "the journal refused the report: %s",
+                        journal_error());
+            return;
+        }
         rank_remember(rk, s, dg);
         answer_decided(rq, job, d);
         return;
@@ -614,14 +660,17 @@ void steps_report(lwd_req *rq, lwd_job *job, const cJSON *doc, int64_t wait_ms)
         }
     }
     journal_event ev = {.kind = JOURNAL_REPORT, .job = job->id, .step = s, .rank = r.rank,
-                        .doc = rq->body, .doc_len = rq->body_len};
+                        .report = &r, .tasks = job->T};
     if (journal_append(&ev) != 0) {
-        reply_error(rq, 503, "unavailable", NULL, "the journal refused the report");
+        reply_error(rq, 503, "unavailable", NULL, "the journal refused the report: %s",
+                    journal_error());
         return;
     }
     if (!(p = steps_record(job, r.rank, &r, dg))) {
-        reply_error(rq, 503, "out_of_memory", NULL, "out of memory");
-        return;
+        /* The report is journaled: carrying on without it would make this
+         * process and a replay disagree. Fatal, as in decide(). */
+        log_msg(LL_ERROR, "out_of_memory", "cannot record a journaled report");
+        abort();
     }
     metrics_report_accepted();
 
@@ -631,7 +680,7 @@ void steps_report(lwd_req *rq, lwd_job *job, const cJSON *doc, int64_t wait_ms)
             return;
         }
         const lwd_decision *d = hist_latest(&job->hist);
-        reply_copy(rq, 200, d->body, d->body_len);
+        reply_decision(rq, job, d);
         return;
     }
     if (job->sync == WIRE_SYNC_ASYNC)
@@ -646,7 +695,7 @@ void steps_get(lwd_req *rq, lwd_job *job, int64_t step, int64_t wait_ms)
 {
     const lwd_decision *d = hist_find(&job->hist, step);
     if (d) {
-        reply_copy(rq, 200, d->body, d->body_len);
+        reply_decision(rq, job, d);
         return;
     }
     if (step <= job->last_decided) {
@@ -662,4 +711,58 @@ void steps_get(lwd_req *rq, lwd_job *job, int64_t step, int64_t wait_ms)
         reply_json(rq, 202, steps_pending_json(job, step));
     else
         req_wait(rq, job, step, WAIT_POLL, -1, wait_ms);
+}
+
+/* ---- recovery ---- */
+
+int steps_replay_report(lwd_job *job, const wire_report *r, char *msg, size_t len)
+{
+    lw_error err;
+    uint64_t dg, old;
+    if (r->rank < 0 || r->rank >= job->world) {
+        snprintf(msg, len, "job \"%s\": rank %lld is not in [0, %d)", job->id,
+                 (long long)r->rank, job->world);
+        return -1;
+    }
+    lwd_rank *rk = &job->ranks[r->rank];
+    dg = report_digest(job, r);
+    if (rank_lookup(rk, r->step, &old) || r->step <= rk->last_step) {
+        snprintf(msg, len, "job \"%s\": rank %lld reported step %lld again (last %lld)", job->id,
+                 (long long)r->rank, (long long)r->step, (long long)rk->last_step);
+        return -1;
+    }
+    if (r->step <= job->last_decided) { /* a late rank (see steps_report) */
+        rank_remember(rk, r->step, dg);
+        return 0;
+    }
+    lwd_pending *p = steps_record(job, r->rank, r, dg);
+    if (!p) {
+        snprintf(msg, len, "out of memory");
+        return -1;
+    }
+    if (p->nranks == job->world)
+        (void)decide(job, p, 0, &err); /* a failure leaves the step open and failed, as live */
+    return 0;
+}
+
+int steps_replay_decide(lwd_job *job, int64_t step, const uint8_t *present, char *msg, size_t len)
+{
+    lw_error err;
+    lwd_pending *p = steps_find_open(job, step);
+    if (!p) {
+        snprintf(msg, len, "job \"%s\": step %lld decided by timeout is not open", job->id,
+                 (long long)step);
+        return -1;
+    }
+    if (present)
+        for (int r = 0; r < job->world; r++)
+            if (!!p->by_rank[r] != !!(present[r / 8] >> (r % 8) & 1)) {
+                snprintf(msg, len,
+                         "job \"%s\": step %lld was decided with other ranks than recorded "
+                         "(rank %d)",
+                         job->id, (long long)step, r);
+                return -1;
+            }
+    (void)decide(job, p, 1, &err); /* a failure leaves the step open and failed, as live */
+    return 0;
 }
