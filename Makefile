@@ -144,11 +144,12 @@ test: deps
 	LW_TALLY=$$tally $(MAKE) --no-print-directory e2e || st=1; \
 	LW_TALLY=$$tally tests/run.sh total || st=1; rm -f $$tally; exit $$st
 
-# Sanitizers: a separate build tree, same tests.
+# Sanitizers: a separate build tree (clang), the unit and daemon integration
+# tests against it (the e2e training run is left to `make test`).
 check: deps
 	$(MAKE) BUILD=build-san CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	    EXTRA_LDFLAGS="-fsanitize=address,undefined" unit
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined" all unit integration
 
 # tests/bench/*.sh get BUILD; http_bench.sh needs nginx-light and wrk,
 # durability_bench.sh redis-server and wrk (bench-deps).
@@ -240,7 +241,9 @@ uninstall:
 
 # For tests that link the library into their own programs.
 print-lapack-libs:
-	@echo $(LAPACK_LIBS)
+	@echo $(ALL_LDFLAGS) $(LAPACK_LIBS)
+print-cc:
+	@echo $(CC)
 
 clean:
 	rm -rf build build-san build-*

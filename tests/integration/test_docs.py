@@ -53,7 +53,10 @@ def test_library_example_compiles_and_runs():
                              "BUILD=" + os.path.relpath(BUILD, ROOT), "print-lapack-libs"],
                             capture_output=True, text=True, timeout=60, check=True)
         libs = mk.stdout.split()
-        subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror",
+        cc = subprocess.run(["make", "-s", "--no-print-directory", "-C", ROOT, "print-cc"],
+                            capture_output=True, text=True, timeout=60,
+                            check=True).stdout.split()
+        subprocess.run(cc + ["-std=c11", "-Wall", "-Wextra", "-Werror",
                         "-I" + os.path.join(ROOT, "lib"), "-o", exe, path,
                         os.path.join(BUILD, "liblossweight.a")] + libs + ["-lm"],
                        check=True, timeout=60)
