@@ -53,13 +53,10 @@ die() { echo "http_bench: $*" >&2; exit 1; }
 need=""
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
 [ -x "$NGINX" ] || need="$need nginx-light"
-if [ -n "$need" ]; then
-    echo "installing:$need"
-    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq && \
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need \
-        || die "could not install$need"
-fi
+# shellcheck source=tests/bench/common.sh
+. "$root/tests/bench/common.sh"
+# shellcheck disable=SC2086
+install_pkgs $need || die "could not install$need"
 [ -x "$daemon" ] || die "$daemon is not built (make BUILD=$BUILD)"
 
 # ---- processes we start, and only those, are stopped at the end ----
