@@ -144,5 +144,67 @@ void lw_sgd_step(double lr, double weight_decay, size_t n, double *x, const doub
 
 /* Shared choices lists. */
 extern const char *const lw_choices_optimizer[]; /* "adam", "sgd" */
+enum { LW_OPT_ADAM, LW_OPT_SGD };                /* indices into it */
+
+/* Methods whose learnable parameters a PyTorch optimizer steps (uw, imtl_l,
+ * imtl, gradnorm) share these parameter rows, each under the method's own
+ * enum index; the rows whose doc says which anchor a value matches take the
+ * method's doc. Use as `[P_LR] = LW_OPT_PARAM_LR("..."),` and
+ * `LW_OPT_PARAM_ADAM_ROWS(P_BETA1, P_BETA2, P_EPS),`. */
+#define LW_OPT_PARAM_OPTIMIZER(doc)                                                              \
+    {"optimizer", LW_PARAM_CHOICE, LW_OPT_ADAM, 0, 0, 0, 0, lw_choices_optimizer, doc}
+#define LW_OPT_PARAM_LR(doc) {"lr", LW_PARAM_NUMBER, 1e-3, 0.0, 1e300, 1, 0, NULL, doc}
+#define LW_OPT_PARAM_WEIGHT_DECAY(doc)                                                           \
+    {"weight_decay", LW_PARAM_NUMBER, 0.0, 0.0, 1e300, 0, 0, NULL, doc}
+#define LW_OPT_PARAM_ADAM_ROWS(i_beta1, i_beta2, i_eps)                                          \
+    [i_beta1] = {"beta1", LW_PARAM_NUMBER, 0.9, 0.0, 1.0, 0, 1, NULL,                            \
+                 "Adam beta1 (PyTorch default 0.9)."},                                           \
+    [i_beta2] = {"beta2", LW_PARAM_NUMBER, 0.999, 0.0, 1.0, 0, 1, NULL,                          \
+                 "Adam beta2 (PyTorch default 0.999)."},                                         \
+    [i_eps] = {"eps", LW_PARAM_NUMBER, 1e-8, 0.0, 1e300, 1, 0, NULL,                             \
+               "Adam eps (PyTorch default 1e-8)."}
+
+/* The optimizer's state rows (SGD leaves them at 0), under the method's
+ * own enum indices: `LW_OPT_STATE_ROWS(S_ADAM_M, S_ADAM_V, S_ADAM_T),`. */
+#define LW_OPT_STATE_ROWS(i_m, i_v, i_t)                                                         \
+    [i_m] = {"adam_m", LW_LEN_T, "Adam first moment (0 with sgd)."},                             \
+    [i_v] = {"adam_v", LW_LEN_T, "Adam second moment (0 with sgd)."},                            \
+    [i_t] = {"adam_t", LW_LEN_1, "Adam step count (0 with sgd)."}
+
+/* Where a method keeps the optimizer's parameters and state. */
+typedef struct lw_opt_params {
+    size_t optimizer, lr, beta1, beta2, eps, weight_decay;
+} lw_opt_params;
+typedef struct lw_opt_state {
+    size_t m, v, t;
+} lw_opt_state;
+
+/* One step of the job's chosen optimizer (parameter p->optimizer: Adam or
+ * SGD) on n parameters x with gradient g; Adam's moments and step count live
+ * in `state` at s. */
+void lw_opt_step(const lw_job *job, const lw_opt_params *p, const lw_opt_state *s, double *state,
+                 size_t n, double *x, const double *g);
+
+/* Checks of imported state arrays, field f, LW_EINVAL on failure:
+ * every v[i] >= 0 ("f[i] = x must be >= 0"); v an integer >= min
+ * ("f must be an integer >= min"); v 0 or 1 ("f must be 0 or 1"). */
+int lw_check_state_nonneg(const char *f, const double *v, size_t n, lw_error *err);
+int lw_check_state_int(const char *f, double v, double min, lw_error *err);
+int lw_check_state_flag(const char *f, double v, lw_error *err);
+
+/* Checks of the optimizer's state arrays (adam_v >= 0, adam_t an integer
+ * >= 0); 0 for any other idx. */
+int lw_opt_check_state(const lw_job *job, const lw_opt_state *s, size_t idx, const double *v,
+                       lw_error *err);
+
+/* Epochs (dwa, stch, gradnorm). The epoch of the step about to be decided:
+ * every `window` decided steps (`steps` so far) form an epoch when
+ * window > 0, else the report's `epoch`. */
+double lw_epoch_of(const lw_input *in, double window, double steps);
+
+/* Refuse a report whose epoch is below `prev` (field "epoch"); prev_name
+ * says what prev is ("the open epoch", "the previous report's epoch"). */
+int lw_check_epoch_not_back(const lw_input *in, double prev, const char *prev_name,
+                            lw_error *err);
 
 #endif /* LW_INTERNAL_H */

@@ -162,6 +162,19 @@ int lw_qp_ridge(size_t n, double *H, double *work, double *ridge, lw_error *err)
                    ridge_rungs[N_RUNGS - 1]);
 }
 
+int lw_qp_torchjd_prepare(size_t n, const double *G, double norm_eps, double reg_eps, double *H,
+                          double *p, double *work, lw_error *err)
+{
+    double ridge;
+    lw_qp_torchjd_gram(n, G, norm_eps, reg_eps, H);
+    int rc = lw_qp_ridge(n, H, work, &ridge, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        p[i] = 1.0 / (double)n;
+    return 0;
+}
+
 /* xs = minimiser on the free set (zero elsewhere). Without the equality:
  * dposv on H_FF. With it: dsysv (Bunch-Kaufman) on the bordered KKT matrix
  * [[H_FF, 1], [1', 0]] -- solving H_FF against -q_F and 1 separately and

@@ -78,6 +78,22 @@ void lw_qp_torchjd_gram(size_t n, const double *G, double norm_eps, double reg_e
  * rung does not suffice, or when H holds non-finite numbers. */
 int lw_qp_ridge(size_t n, double *H, double *work, double *ridge, lw_error *err);
 
+/* The start of a TorchJD dual-cone step (upgrad, dualproj): H from G as
+ * lw_qp_torchjd_gram(), then lw_qp_ridge() on it (work: lw_qp_ridge()'s
+ * workspace), and the preference p = 1/n each. */
+int lw_qp_torchjd_prepare(size_t n, const double *G, double norm_eps, double reg_eps, double *H,
+                          double *p, double *work, lw_error *err);
+
+/* The parameter rows of lw_qp_torchjd_gram()'s norm_eps and reg_eps, under
+ * the method's enum indices; `anchors` (a string literal) names whose
+ * default they follow. */
+#define LW_QP_TORCHJD_PARAM_ROWS(i_norm_eps, i_reg_eps, anchors)                                 \
+    [i_norm_eps] = {"norm_eps", LW_PARAM_NUMBER, 1e-4, 0.0, 1e300, 0, 0, NULL,                   \
+                    "G is divided by its trace, or replaced by 0 when the trace is below "       \
+                    "norm_eps (absolute; " anchors " default 1e-4)."},                           \
+    [i_reg_eps] = {"reg_eps", LW_PARAM_NUMBER, 1e-4, 0.0, 1e300, 0, 0, NULL,                     \
+                   "Added to the diagonal of the normalised G (" anchors " default 1e-4)."}
+
 /* min w'Hw subject to sum w = 1 and w >= c (c NULL: c = 0; sum c < 1).
  * H must have passed lw_qp_ridge(). Writes w. */
 int lw_qp_simplex_lb(size_t n, const double *H, const double *c, double *w, double *work,

@@ -96,3 +96,65 @@ void lw_sgd_step(double lr, double weight_decay, size_t n, double *x, const doub
         x[i] = x[i] - lr * gi;
     }
 }
+
+void lw_opt_step(const lw_job *job, const lw_opt_params *p, const lw_opt_state *s, double *state,
+                 size_t n, double *x, const double *g)
+{
+    if (lw_pchoice(job, p->optimizer) == LW_OPT_ADAM) {
+        const lw_adam opt = {lw_pnum(job, p->lr), lw_pnum(job, p->beta1), lw_pnum(job, p->beta2),
+                             lw_pnum(job, p->eps), lw_pnum(job, p->weight_decay)};
+        lw_adam_step(&opt, n, x, g, lw_st(job, state, s->m), lw_st(job, state, s->v),
+                     lw_st(job, state, s->t));
+    } else {
+        lw_sgd_step(lw_pnum(job, p->lr), lw_pnum(job, p->weight_decay), n, x, g);
+    }
+}
+
+int lw_check_state_nonneg(const char *f, const double *v, size_t n, lw_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < 0)
+            return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
+    return 0;
+}
+
+int lw_check_state_int(const char *f, double v, double min, lw_error *err)
+{
+    if (!(v >= min && floor(v) == v))
+        return lw_fail(err, LW_EINVAL, f, "%s must be an integer >= %.0f", f, min);
+    return 0;
+}
+
+int lw_check_state_flag(const char *f, double v, lw_error *err)
+{
+    if (v != 0 && v != 1)
+        return lw_fail(err, LW_EINVAL, f, "%s must be 0 or 1", f);
+    return 0;
+}
+
+int lw_opt_check_state(const lw_job *job, const lw_opt_state *s, size_t idx, const double *v,
+                       lw_error *err)
+{
+    if (idx == s->v)
+        return lw_check_state_nonneg("state.adam_v", v, job->T, err);
+    if (idx == s->t)
+        return lw_check_state_int("state.adam_t", v[0], 0.0, err);
+    return 0;
+}
+
+double lw_epoch_of(const lw_input *in, double window, double steps)
+{
+    if (window > 0)
+        return floor(steps / window);
+    return (double)in->epoch;
+}
+
+int lw_check_epoch_not_back(const lw_input *in, double prev, const char *prev_name,
+                            lw_error *err)
+{
+    if ((double)in->epoch < prev)
+        return lw_fail(err, LW_EINVAL, "epoch",
+                       "epoch = %lld is below %s %.0f: epochs may not go back",
+                       (long long)in->epoch, prev_name, prev);
+    return 0;
+}

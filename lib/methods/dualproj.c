@@ -23,11 +23,7 @@
 enum { P_NORM_EPS, P_REG_EPS };
 
 static const lw_param_info dualproj_params[] = {
-    [P_NORM_EPS] = {"norm_eps", LW_PARAM_NUMBER, 1e-4, 0.0, 1e300, 0, 0, NULL,
-                    "G is divided by its trace, or replaced by 0 when the trace is below "
-                    "norm_eps (absolute; TorchJD default 1e-4)."},
-    [P_REG_EPS] = {"reg_eps", LW_PARAM_NUMBER, 1e-4, 0.0, 1e300, 0, 0, NULL,
-                   "Added to the diagonal of the normalised G (TorchJD default 1e-4)."},
+    LW_QP_TORCHJD_PARAM_ROWS(P_NORM_EPS, P_REG_EPS, "TorchJD"),
 };
 
 /* Workspace: H (T*T) | u (T) | qp. */
@@ -39,13 +35,10 @@ static int dualproj_step(const lw_job *job, double *state, double *work, const l
     (void)state;
     const size_t T = job->T;
     double *H = work, *u = H + T * T, *qw = u + T;
-    double ridge;
-    lw_qp_torchjd_gram(T, in->gram, lw_pnum(job, P_NORM_EPS), lw_pnum(job, P_REG_EPS), H);
-    int rc = lw_qp_ridge(T, H, qw, &ridge, err);
+    int rc = lw_qp_torchjd_prepare(T, in->gram, lw_pnum(job, P_NORM_EPS),
+                                   lw_pnum(job, P_REG_EPS), H, u, qw, err);
     if (rc)
         return rc;
-    for (size_t i = 0; i < T; i++)
-        u[i] = 1.0 / (double)T;
     return lw_qp_dual_cone(T, H, u, c, qw, NULL, err);
 }
 

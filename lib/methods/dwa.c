@@ -56,27 +56,16 @@ static void dwa_init(const lw_job *job, double *state)
     lw_st(job, state, S_OPEN_EPOCH)[0] = -1.0;
 }
 
-/* The epoch of the step about to be decided. */
-static double dwa_epoch(const lw_job *job, const double *state, const lw_input *in)
-{
-    const double window = lw_pnum(job, P_WINDOW);
-    if (window > 0)
-        return floor(lw_stc(job, state, S_STEPS)[0] / window);
-    return (double)in->epoch;
-}
-
 static int dwa_check_input(const lw_job *job, const double *state, const lw_input *in,
                            lw_error *err)
 {
     int rc = lw_check_positive_losses(in, job->T, err);
     if (rc)
         return rc;
-    const double open = lw_stc(job, state, S_OPEN_EPOCH)[0];
-    if (lw_pnum(job, P_WINDOW) == 0 && (double)in->epoch < open)
-        return lw_fail(err, LW_EINVAL, "epoch",
-                       "epoch = %lld is below the open epoch %.0f: epochs may not go back",
-                       (long long)in->epoch, open);
-    return 0;
+    if (lw_pnum(job, P_WINDOW) != 0)
+        return 0;
+    return lw_check_epoch_not_back(in, lw_stc(job, state, S_OPEN_EPOCH)[0], "the open epoch",
+                                   err);
 }
 
 static int dwa_step(const lw_job *job, double *state, double *work, const lw_input *in,
@@ -90,7 +79,7 @@ static int dwa_step(const lw_job *job, double *state, double *work, const lw_inp
     double *sum = lw_st(job, state, S_OPEN_SUM);
     double *count = lw_st(job, state, S_OPEN_COUNT);
     double *open = lw_st(job, state, S_OPEN_EPOCH);
-    const double e = dwa_epoch(job, state, in);
+    const double e = lw_epoch_of(in, lw_pnum(job, P_WINDOW), lw_st(job, state, S_STEPS)[0]);
 
     if (count[0] > 0 && e != open[0]) {
         for (size_t i = 0; i < T; i++) {
@@ -132,18 +121,11 @@ static int dwa_check_state(const lw_job *job, size_t idx, const double *v, lw_er
     case S_LAST:
     case S_BEFORE:
     case S_OPEN_SUM:
-        for (size_t i = 0; i < job->T; i++)
-            if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
-        return 0;
+        return lw_check_state_nonneg(f, v, job->T, err);
     case S_OPEN_EPOCH:
-        if (!(v[0] >= -1 && floor(v[0]) == v[0]))
-            return lw_fail(err, LW_EINVAL, f, "%s must be an integer >= -1", f);
-        return 0;
+        return lw_check_state_int(f, v[0], -1.0, err);
     default:
-        if (!(v[0] >= 0 && floor(v[0]) == v[0]))
-            return lw_fail(err, LW_EINVAL, f, "%s must be an integer >= 0", f);
-        return 0;
+        return lw_check_state_int(f, v[0], 0.0, err);
     }
 }
 

@@ -43,7 +43,6 @@ enum {
     P_WEIGHT_DECAY
 };
 enum { PAR_DIRECT, PAR_SOFTMAX };
-enum { OPT_ADAM, OPT_SGD };
 enum { L0_FIRST_STEP, L0_FIRST_EPOCH_MEAN };
 enum {
     S_THETA,
@@ -58,6 +57,10 @@ enum {
     S_STEPS
 };
 
+static const lw_opt_params opt_params = {P_OPTIMIZER, P_LR,  P_BETA1,
+                                         P_BETA2,     P_EPS, P_WEIGHT_DECAY};
+static const lw_opt_state opt_state = {S_ADAM_M, S_ADAM_V, S_ADAM_T};
+
 static const char *const parametrization_choices[] = {"direct", "softmax", NULL};
 static const char *const initial_loss_choices[] = {"first_step", "first_epoch_mean", NULL};
 
@@ -68,11 +71,11 @@ static const lw_param_info gradnorm_params[] = {
                            "renormalised to sum T after each update (the paper, "
                            "brianlan/pytorch-grad-norm, LucasBoTang/GradNorm); \"softmax\": w "
                            "= T softmax(theta) (LibMTL, FuxiCTR-fork)."},
-    [P_OPTIMIZER] = {"optimizer", LW_PARAM_CHOICE, OPT_ADAM, 0, 0, 0, 0, lw_choices_optimizer,
-                     "\"adam\": torch.optim.Adam (brianlan and LibMTL use the model's Adam); "
-                     "\"sgd\": torch.optim.SGD without momentum."},
-    [P_LR] = {"lr", LW_PARAM_NUMBER, 1e-3, 0.0, 1e300, 1, 0, NULL,
-              "Learning rate of the weights (the anchors reuse the model's: LibMTL 1e-4)."},
+    [P_OPTIMIZER] = LW_OPT_PARAM_OPTIMIZER(
+        "\"adam\": torch.optim.Adam (brianlan and LibMTL use the model's Adam); "
+        "\"sgd\": torch.optim.SGD without momentum."),
+    [P_LR] = LW_OPT_PARAM_LR(
+        "Learning rate of the weights (the anchors reuse the model's: LibMTL 1e-4)."),
     [P_ALPHA] = {"alpha", LW_PARAM_NUMBER, 1.5, 0.0, 1e300, 0, 0, NULL,
                  "Restoring force (1.5 as LibMTL and FuxiCTR-fork; the toy examples of "
                  "brianlan and LucasBoTang use 0.12)."},
@@ -87,25 +90,18 @@ static const lw_param_info gradnorm_params[] = {
                         "L(0): \"first_step\": the losses of the first decided step (the "
                         "paper, brianlan, LucasBoTang); \"first_epoch_mean\": the mean loss "
                         "over the first epoch (LibMTL); needs `epoch`."},
-    [P_BETA1] = {"beta1", LW_PARAM_NUMBER, 0.9, 0.0, 1.0, 0, 1, NULL,
-                 "Adam beta1 (PyTorch default 0.9)."},
-    [P_BETA2] = {"beta2", LW_PARAM_NUMBER, 0.999, 0.0, 1.0, 0, 1, NULL,
-                 "Adam beta2 (PyTorch default 0.999)."},
-    [P_EPS] = {"eps", LW_PARAM_NUMBER, 1e-8, 0.0, 1e300, 1, 0, NULL,
-               "Adam eps (PyTorch default 1e-8)."},
-    [P_WEIGHT_DECAY] = {"weight_decay", LW_PARAM_NUMBER, 0.0, 0.0, 1e300, 0, 0, NULL,
-                        "L2 decay added to the parameters' gradient, as PyTorch does (0 as "
-                        "FuxiCTR-fork's group; LibMTL's default model optimizer applies "
-                        "1e-5)."},
+    LW_OPT_PARAM_ADAM_ROWS(P_BETA1, P_BETA2, P_EPS),
+    [P_WEIGHT_DECAY] = LW_OPT_PARAM_WEIGHT_DECAY(
+        "L2 decay added to the parameters' gradient, as PyTorch does (0 as "
+        "FuxiCTR-fork's group; LibMTL's default model optimizer applies "
+        "1e-5)."),
 };
 
 static const lw_state_info gradnorm_state[] = {
     [S_THETA] = {"theta", LW_LEN_T,
                  "The learned parameters: the weights themselves (direct) or logits with w = "
                  "T softmax(theta) (softmax). Start at 1."},
-    [S_ADAM_M] = {"adam_m", LW_LEN_T, "Adam first moment (0 with sgd)."},
-    [S_ADAM_V] = {"adam_v", LW_LEN_T, "Adam second moment (0 with sgd)."},
-    [S_ADAM_T] = {"adam_t", LW_LEN_1, "Adam step count (0 with sgd)."},
+    LW_OPT_STATE_ROWS(S_ADAM_M, S_ADAM_V, S_ADAM_T),
     [S_L0] = {"initial_loss", LW_LEN_T,
               "L_i(0) (while the first epoch is open under first_epoch_mean: its mean so far)."},
     [S_L0_SUM] = {"initial_loss_sum", LW_LEN_T,
@@ -142,13 +138,10 @@ static int gradnorm_check_input(const lw_job *job, const double *state, const lw
     int rc = lw_check_positive_losses(in, job->T, err);
     if (rc)
         return rc;
-    const double last = lw_stc(job, state, S_LAST_EPOCH)[0];
-    if (needs_epoch(job) && (double)in->epoch < last)
-        return lw_fail(err, LW_EINVAL, "epoch",
-                       "epoch = %lld is below the previous report's epoch %.0f: epochs may "
-                       "not go back",
-                       (long long)in->epoch, last);
-    return 0;
+    if (!needs_epoch(job))
+        return 0;
+    return lw_check_epoch_not_back(in, lw_stc(job, state, S_LAST_EPOCH)[0],
+                                   "the previous report's epoch", err);
 }
 
 /* The current weights from theta into w. */
@@ -248,14 +241,7 @@ static int gradnorm_step(const lw_job *job, double *state, double *work, const l
             g[k] = gw[k];
     }
 
-    if (lw_pchoice(job, P_OPTIMIZER) == OPT_ADAM) {
-        const lw_adam opt = {lw_pnum(job, P_LR), lw_pnum(job, P_BETA1), lw_pnum(job, P_BETA2),
-                             lw_pnum(job, P_EPS), lw_pnum(job, P_WEIGHT_DECAY)};
-        lw_adam_step(&opt, T, theta, g, lw_st(job, state, S_ADAM_M),
-                     lw_st(job, state, S_ADAM_V), lw_st(job, state, S_ADAM_T));
-    } else {
-        lw_sgd_step(lw_pnum(job, P_LR), lw_pnum(job, P_WEIGHT_DECAY), T, theta, g);
-    }
+    lw_opt_step(job, &opt_params, &opt_state, state, T, theta, g);
 
     if (!softmax) {
         double sum = 0.0;
@@ -310,28 +296,14 @@ static int gradnorm_check_state(const lw_job *job, size_t idx, const double *v, 
         return 0;
     case S_ADAM_V:
     case S_L0_SUM:
-        for (size_t i = 0; i < T; i++)
-            if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
-        return 0;
-    case S_L0:
-        /* 0 before any step; L(0) > 0 afterwards (checked as losses are). */
-        for (size_t i = 0; i < T; i++)
-            if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
-        return 0;
+    case S_L0: /* 0 before any step; L(0) > 0 afterwards (checked as losses are). */
+        return lw_check_state_nonneg(f, v, T, err);
     case S_L0_FROZEN:
-        if (v[0] != 0 && v[0] != 1)
-            return lw_fail(err, LW_EINVAL, f, "%s must be 0 or 1", f);
-        return 0;
+        return lw_check_state_flag(f, v[0], err);
     case S_LAST_EPOCH:
-        if (!(v[0] >= -1 && floor(v[0]) == v[0]))
-            return lw_fail(err, LW_EINVAL, f, "%s must be an integer >= -1", f);
-        return 0;
+        return lw_check_state_int(f, v[0], -1.0, err);
     default:
-        if (!(v[0] >= 0 && floor(v[0]) == v[0]))
-            return lw_fail(err, LW_EINVAL, f, "%s must be an integer >= 0", f);
-        return 0;
+        return lw_check_state_int(f, v[0], 0.0, err);
     }
 }
 

@@ -18,34 +18,29 @@
 #include <stdlib.h>
 
 enum { P_INIT, P_OPTIMIZER, P_LR, P_BETA1, P_BETA2, P_EPS, P_WEIGHT_DECAY };
-enum { OPT_ADAM, OPT_SGD };
 enum { S_S, S_ADAM_M, S_ADAM_V, S_ADAM_T };
+
+static const lw_opt_params opt_params = {P_OPTIMIZER, P_LR,  P_BETA1,
+                                         P_BETA2,     P_EPS, P_WEIGHT_DECAY};
+static const lw_opt_state opt_state = {S_ADAM_M, S_ADAM_V, S_ADAM_T};
 
 static const lw_param_info imtl_l_params[] = {
     [P_INIT] = {"init", LW_PARAM_NUMBER, 0.0, -100.0, 100.0, 0, 0, NULL,
                 "Initial s_i (0 as LibMTL IMTL and TorchJD scalarization.IMTLL, w = 1)."},
-    [P_OPTIMIZER] = {"optimizer", LW_PARAM_CHOICE, OPT_ADAM, 0, 0, 0, 0, lw_choices_optimizer,
-                     "\"adam\": torch.optim.Adam (LibMTL steps s with the model's Adam; "
-                     "TorchJD leaves the optimizer to the user); \"sgd\": torch.optim.SGD "
-                     "without momentum."},
-    [P_LR] = {"lr", LW_PARAM_NUMBER, 1e-3, 0.0, 1e300, 1, 0, NULL,
-              "Learning rate of s (the anchors use the model's)."},
-    [P_BETA1] = {"beta1", LW_PARAM_NUMBER, 0.9, 0.0, 1.0, 0, 1, NULL,
-                 "Adam beta1 (PyTorch default 0.9)."},
-    [P_BETA2] = {"beta2", LW_PARAM_NUMBER, 0.999, 0.0, 1.0, 0, 1, NULL,
-                 "Adam beta2 (PyTorch default 0.999)."},
-    [P_EPS] = {"eps", LW_PARAM_NUMBER, 1e-8, 0.0, 1e300, 1, 0, NULL,
-               "Adam eps (PyTorch default 1e-8)."},
-    [P_WEIGHT_DECAY] = {"weight_decay", LW_PARAM_NUMBER, 0.0, 0.0, 1e300, 0, 0, NULL,
-                        "L2 decay added to the gradient of s, as PyTorch does (0; LibMTL's "
-                        "default model optimizer would apply 1e-5)."},
+    [P_OPTIMIZER] = LW_OPT_PARAM_OPTIMIZER(
+        "\"adam\": torch.optim.Adam (LibMTL steps s with the model's Adam; "
+        "TorchJD leaves the optimizer to the user); \"sgd\": torch.optim.SGD "
+        "without momentum."),
+    [P_LR] = LW_OPT_PARAM_LR("Learning rate of s (the anchors use the model's)."),
+    LW_OPT_PARAM_ADAM_ROWS(P_BETA1, P_BETA2, P_EPS),
+    [P_WEIGHT_DECAY] = LW_OPT_PARAM_WEIGHT_DECAY(
+        "L2 decay added to the gradient of s, as PyTorch does (0; LibMTL's "
+        "default model optimizer would apply 1e-5)."),
 };
 
 static const lw_state_info imtl_l_state[] = {
     [S_S] = {"s", LW_LEN_T, "The learned log-scale per task; w_i = exp(s_i)."},
-    [S_ADAM_M] = {"adam_m", LW_LEN_T, "Adam first moment (0 with sgd)."},
-    [S_ADAM_V] = {"adam_v", LW_LEN_T, "Adam second moment (0 with sgd)."},
-    [S_ADAM_T] = {"adam_t", LW_LEN_1, "Adam step count (0 with sgd)."},
+    LW_OPT_STATE_ROWS(S_ADAM_M, S_ADAM_V, S_ADAM_T),
 };
 
 static void imtl_l_init(const lw_job *job, double *state)
@@ -66,14 +61,7 @@ static int imtl_l_step(const lw_job *job, double *state, double *work, const lw_
         w[i] = exp(s[i]);
         g[i] = w[i] * in->losses[i] - 1.0;
     }
-    if (lw_pchoice(job, P_OPTIMIZER) == OPT_ADAM) {
-        const lw_adam opt = {lw_pnum(job, P_LR), lw_pnum(job, P_BETA1), lw_pnum(job, P_BETA2),
-                             lw_pnum(job, P_EPS), lw_pnum(job, P_WEIGHT_DECAY)};
-        lw_adam_step(&opt, T, s, g, lw_st(job, state, S_ADAM_M), lw_st(job, state, S_ADAM_V),
-                     lw_st(job, state, S_ADAM_T));
-    } else {
-        lw_sgd_step(lw_pnum(job, P_LR), lw_pnum(job, P_WEIGHT_DECAY), T, s, g);
-    }
+    lw_opt_step(job, &opt_params, &opt_state, state, T, s, g);
     return 0;
 }
 
@@ -95,16 +83,7 @@ static void imtl_l_describe(const lw_job *job, const double *state, lw_view_fn f
 
 static int imtl_l_check_state(const lw_job *job, size_t idx, const double *v, lw_error *err)
 {
-    if (idx == S_ADAM_V) {
-        for (size_t i = 0; i < job->T; i++)
-            if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, "state.adam_v",
-                               "state.adam_v[%zu] = %.15g must be >= 0", i, v[i]);
-    } else if (idx == S_ADAM_T) {
-        if (!(v[0] >= 0 && floor(v[0]) == v[0]))
-            return lw_fail(err, LW_EINVAL, "state.adam_t", "state.adam_t must be an integer >= 0");
-    }
-    return 0;
+    return lw_opt_check_state(job, &opt_state, idx, v, err);
 }
 
 const lw_method lw_method_imtl_l = {

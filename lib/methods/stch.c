@@ -138,13 +138,10 @@ static int stch_check_input(const lw_job *job, const double *state, const lw_inp
     int rc = lw_check_positive_losses(in, job->T, err);
     if (rc)
         return rc;
-    const double last = lw_stc(job, state, S_LAST_EPOCH)[0];
-    if (log_nadir_window0(job) && (double)in->epoch < last)
-        return lw_fail(err, LW_EINVAL, "epoch",
-                       "epoch = %lld is below the previous report's epoch %.0f: epochs may "
-                       "not go back",
-                       (long long)in->epoch, last);
-    return 0;
+    if (!log_nadir_window0(job))
+        return 0;
+    return lw_check_epoch_not_back(in, lw_stc(job, state, S_LAST_EPOCH)[0],
+                                   "the previous report's epoch", err);
 }
 
 static void stch_linear(const lw_job *job, double *work, const lw_input *in, double *w)
@@ -175,9 +172,8 @@ static int stch_step(const lw_job *job, double *state, double *work, const lw_in
     double *frozen = lw_st(job, state, S_NADIR_FROZEN);
     double *steps = lw_st(job, state, S_STEPS);
     const double *L = in->losses;
-    const double window = lw_pnum(job, P_WINDOW);
     const double warmup = lw_pnum(job, P_WARMUP_EPOCH);
-    const double e = window > 0 ? floor(steps[0] / window) : (double)in->epoch;
+    const double e = lw_epoch_of(in, lw_pnum(job, P_WINDOW), steps[0]);
 
     steps[0] += 1.0;
     lw_st(job, state, S_LAST_EPOCH)[0] = e;
@@ -216,22 +212,13 @@ static int stch_check_state(const lw_job *job, size_t idx, const double *v, lw_e
     switch (idx) {
     case S_NADIR:
     case S_NADIR_SUM:
-        for (size_t i = 0; i < job->T; i++)
-            if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, f, "%s[%zu] = %.15g must be >= 0", f, i, v[i]);
-        return 0;
+        return lw_check_state_nonneg(f, v, job->T, err);
     case S_NADIR_FROZEN:
-        if (v[0] != 0 && v[0] != 1)
-            return lw_fail(err, LW_EINVAL, f, "%s must be 0 or 1", f);
-        return 0;
+        return lw_check_state_flag(f, v[0], err);
     case S_LAST_EPOCH:
-        if (!(v[0] >= -1 && floor(v[0]) == v[0]))
-            return lw_fail(err, LW_EINVAL, f, "%s must be an integer >= -1", f);
-        return 0;
+        return lw_check_state_int(f, v[0], -1.0, err);
     default:
-        if (!(v[0] >= 0 && floor(v[0]) == v[0]))
-            return lw_fail(err, LW_EINVAL, f, "%s must be an integer >= 0", f);
-        return 0;
+        return lw_check_state_int(f, v[0], 0.0, err);
     }
 }
 

@@ -30,12 +30,7 @@
 enum { P_NORM_EPS, P_REG_EPS };
 
 static const lw_param_info upgrad_params[] = {
-    [P_NORM_EPS] = {"norm_eps", LW_PARAM_NUMBER, 1e-4, 0.0, 1e300, 0, 0, NULL,
-                    "G is divided by its trace, or replaced by 0 when the trace is below "
-                    "norm_eps (absolute; TorchJD and LibMTL default 1e-4)."},
-    [P_REG_EPS] = {"reg_eps", LW_PARAM_NUMBER, 1e-4, 0.0, 1e300, 0, 0, NULL,
-                   "Added to the diagonal of the normalised G (TorchJD and LibMTL default "
-                   "1e-4)."},
+    LW_QP_TORCHJD_PARAM_ROWS(P_NORM_EPS, P_REG_EPS, "TorchJD and LibMTL"),
 };
 
 /* Workspace: H (T*T) | p (T) | the QP driver's (its own size covers
@@ -48,13 +43,10 @@ static int upgrad_step(const lw_job *job, double *state, double *work, const lw_
     (void)state;
     const size_t T = job->T;
     double *H = work, *p = H + T * T, *qw = p + T;
-    double ridge;
-    lw_qp_torchjd_gram(T, in->gram, lw_pnum(job, P_NORM_EPS), lw_pnum(job, P_REG_EPS), H);
-    int rc = lw_qp_ridge(T, H, qw, &ridge, err);
+    int rc = lw_qp_torchjd_prepare(T, in->gram, lw_pnum(job, P_NORM_EPS),
+                                   lw_pnum(job, P_REG_EPS), H, p, qw, err);
     if (rc)
         return rc;
-    for (size_t i = 0; i < T; i++)
-        p[i] = 1.0 / (double)T;
     return lw_qp_dual_cone_each(T, H, p, c, qw, NULL, err);
 }
 

@@ -27,8 +27,11 @@
 
 enum { P_INIT, P_FORM, P_OPTIMIZER, P_LR, P_BETA1, P_BETA2, P_EPS, P_WEIGHT_DECAY };
 enum { FORM_LOG_VAR, FORM_SIGMA };
-enum { OPT_ADAM, OPT_SGD };
 enum { S_PARAM, S_ADAM_M, S_ADAM_V, S_ADAM_T };
+
+static const lw_opt_params opt_params = {P_OPTIMIZER, P_LR,  P_BETA1,
+                                         P_BETA2,     P_EPS, P_WEIGHT_DECAY};
+static const lw_opt_state opt_state = {S_ADAM_M, S_ADAM_V, S_ADAM_T};
 
 static const char *const form_choices[] = {"log_var", "sigma", NULL};
 
@@ -41,31 +44,23 @@ static const lw_param_info uw_params[] = {
                 "\"log_var\": 0.5 exp(-s) L + 0.5 s, w = 0.5 exp(-s) (LibMTL, mtan, seed 000, "
                 "TorchJD); \"sigma\": L / sigma^2 + log sigma with sigma learned directly, "
                 "w = 1 / sigma^2 (seed 001's TF code)."},
-    [P_OPTIMIZER] = {"optimizer", LW_PARAM_CHOICE, OPT_ADAM, 0, 0, 0, 0, lw_choices_optimizer,
-                     "\"adam\": torch.optim.Adam (the anchors step the scalars with the model's "
-                     "Adam); \"sgd\": torch.optim.SGD without momentum."},
-    [P_LR] = {"lr", LW_PARAM_NUMBER, 1e-3, 0.0, 1e300, 1, 0, NULL,
-              "Learning rate of the scalars. The anchors reuse the model's (LibMTL/mtan 1e-4); "
-              "nash-mtl's separate group uses 0.025."},
-    [P_BETA1] = {"beta1", LW_PARAM_NUMBER, 0.9, 0.0, 1.0, 0, 1, NULL,
-                 "Adam beta1 (PyTorch default 0.9)."},
-    [P_BETA2] = {"beta2", LW_PARAM_NUMBER, 0.999, 0.0, 1.0, 0, 1, NULL,
-                 "Adam beta2 (PyTorch default 0.999)."},
-    [P_EPS] = {"eps", LW_PARAM_NUMBER, 1e-8, 0.0, 1e300, 1, 0, NULL,
-               "Adam eps (PyTorch default 1e-8)."},
-    [P_WEIGHT_DECAY] = {"weight_decay", LW_PARAM_NUMBER, 0.0, 0.0, 1e300, 0, 0, NULL,
+    [P_OPTIMIZER] = LW_OPT_PARAM_OPTIMIZER(
+        "\"adam\": torch.optim.Adam (the anchors step the scalars with the model's "
+        "Adam); \"sgd\": torch.optim.SGD without momentum."),
+    [P_LR] = LW_OPT_PARAM_LR("Learning rate of the scalars. The anchors reuse the model's "
+                             "(LibMTL/mtan 1e-4); nash-mtl's separate group uses 0.025."),
+    LW_OPT_PARAM_ADAM_ROWS(P_BETA1, P_BETA2, P_EPS),
+    [P_WEIGHT_DECAY] = LW_OPT_PARAM_WEIGHT_DECAY(
                         "L2 decay added to the scalars' gradient, as PyTorch does (0: "
                         "TorchJD, FuxiCTR-fork's own group; LibMTL's default optimizer applies "
-                        "1e-5)."},
+                        "1e-5)."),
 };
 
 static const lw_state_info uw_state[] = {
     [S_PARAM] = {"param", LW_LEN_T,
                  "The learned scalar per task: s_i = log sigma_i^2 (form log_var) or sigma_i "
                  "(form sigma, > 0)."},
-    [S_ADAM_M] = {"adam_m", LW_LEN_T, "Adam first moment (0 with sgd)."},
-    [S_ADAM_V] = {"adam_v", LW_LEN_T, "Adam second moment (0 with sgd)."},
-    [S_ADAM_T] = {"adam_t", LW_LEN_1, "Adam step count (0 with sgd)."},
+    LW_OPT_STATE_ROWS(S_ADAM_M, S_ADAM_V, S_ADAM_T),
 };
 
 static void uw_init(const lw_job *job, double *state)
@@ -103,14 +98,7 @@ static int uw_step(const lw_job *job, double *state, double *work, const lw_inpu
         else
             g[i] = 0.5 - 0.5 * exp(-p[i]) * L;
     }
-    if (lw_pchoice(job, P_OPTIMIZER) == OPT_ADAM) {
-        const lw_adam opt = {lw_pnum(job, P_LR), lw_pnum(job, P_BETA1), lw_pnum(job, P_BETA2),
-                             lw_pnum(job, P_EPS), lw_pnum(job, P_WEIGHT_DECAY)};
-        lw_adam_step(&opt, T, p, g, lw_st(job, state, S_ADAM_M), lw_st(job, state, S_ADAM_V),
-                     lw_st(job, state, S_ADAM_T));
-    } else {
-        lw_sgd_step(lw_pnum(job, P_LR), lw_pnum(job, P_WEIGHT_DECAY), T, p, g);
-    }
+    lw_opt_step(job, &opt_params, &opt_state, state, T, p, g);
     if (form == FORM_SIGMA) {
         for (size_t i = 0; i < T; i++)
             if (!(p[i] > 0)) {
@@ -145,26 +133,12 @@ static void uw_describe(const lw_job *job, const double *state, lw_view_fn fn, v
 static int uw_check_state(const lw_job *job, size_t idx, const double *v, lw_error *err)
 {
     const size_t T = job->T;
-    switch (idx) {
-    case S_PARAM:
-        if (lw_pchoice(job, P_FORM) == FORM_SIGMA)
-            for (size_t i = 0; i < T; i++)
-                if (!(v[i] > 0))
-                    return lw_fail(err, LW_EINVAL, "state.param",
-                                   "state.param[%zu] = %.15g: sigma must be > 0", i, v[i]);
-        return 0;
-    case S_ADAM_V:
+    if (idx == S_PARAM && lw_pchoice(job, P_FORM) == FORM_SIGMA)
         for (size_t i = 0; i < T; i++)
-            if (v[i] < 0)
-                return lw_fail(err, LW_EINVAL, "state.adam_v",
-                               "state.adam_v[%zu] = %.15g must be >= 0", i, v[i]);
-        return 0;
-    case S_ADAM_T:
-        if (!(v[0] >= 0 && floor(v[0]) == v[0]))
-            return lw_fail(err, LW_EINVAL, "state.adam_t", "state.adam_t must be an integer >= 0");
-        return 0;
-    }
-    return 0;
+            if (!(v[i] > 0))
+                return lw_fail(err, LW_EINVAL, "state.param",
+                               "state.param[%zu] = %.15g: sigma must be > 0", i, v[i]);
+    return lw_opt_check_state(job, &opt_state, idx, v, err);
 }
 
 const lw_method lw_method_uw = {
