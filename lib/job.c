@@ -59,15 +59,6 @@ static size_t len_of(lw_len l, size_t T)
     return 0;
 }
 
-static char *dupstr(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 void lw_job_free(lw_job *job)
 {
     if (!job)
@@ -178,7 +169,7 @@ static int copy_tasks(lw_job *job, const lw_spec *spec, lw_error *err)
         d->prior_loss = t->prior_loss;
         d->label_var = t->label_var;
         d->classes = t->classes;
-        d->name = dupstr(t->name ? t->name : "");
+        d->name = strdup(t->name ? t->name : "");
         if (!d->name)
             return lw_fail(err, LW_ENOMEM, "", "out of memory");
         if (!t->name || !t->name[0])
@@ -372,7 +363,7 @@ lw_job *lw_job_clone(const lw_job *src)
         goto fail;
     for (size_t i = 0; i < src->T; i++) {
         job->tasks[i] = src->tasks[i];
-        job->tasks[i].name = dupstr(src->tasks[i].name);
+        job->tasks[i].name = strdup(src->tasks[i].name);
         job->tasks[i].class_freq = NULL;
         if (!job->tasks[i].name)
             goto fail;

@@ -376,15 +376,6 @@ static int check_fields(const cJSON *obj, const char *const *known, const char *
     return 0;
 }
 
-static char *dupstr(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 void wire_spec_free(wire_spec *s)
 {
     if (!s)
@@ -449,7 +440,7 @@ static int parse_task(const cJSON *t, size_t i, wire_spec *s, lw_error *err)
     for (const char *c = name->valuestring; *c; c++)
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
             return fail(err, f, "%s must not contain control characters", f);
-    if (!(s->task_names[i] = dupstr(name->valuestring)))
+    if (!(s->task_names[i] = strdup(name->valuestring)))
         return nomem(err);
     task->name = s->task_names[i];
     if (!cJSON_IsObject(t))
@@ -500,7 +491,7 @@ static int parse_param(const cJSON *p, size_t i, wire_spec *s, lw_error *err)
     lw_value *v = &s->params[i];
     char f[96];
     snprintf(f, sizeof f, "params.%.64s", p->string);
-    if (!(s->param_names[i] = dupstr(p->string)))
+    if (!(s->param_names[i] = strdup(p->string)))
         return nomem(err);
     v->name = s->param_names[i];
     if (cJSON_IsNumber(p)) {
@@ -509,7 +500,7 @@ static int parse_param(const cJSON *p, size_t i, wire_spec *s, lw_error *err)
     }
     if (cJSON_IsString(p)) {
         v->kind = LW_VAL_STRING;
-        if (!(s->param_strings[i] = dupstr(p->valuestring)))
+        if (!(s->param_strings[i] = strdup(p->valuestring)))
             return nomem(err);
         v->string = s->param_strings[i];
         return 0;
@@ -601,7 +592,7 @@ int wire_parse_spec(const cJSON *json, const wire_limits *lim, wire_spec *s, lw_
         s->lib.seed = (uint64_t)v;
     }
 
-    s->method = dupstr(method->valuestring);
+    s->method = strdup(method->valuestring);
     s->tasks = calloc(T, sizeof *s->tasks);
     s->task_names = calloc(T, sizeof *s->task_names);
     s->class_freqs = calloc(T, sizeof *s->class_freqs);

@@ -36,6 +36,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "brute.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,43 +180,15 @@ static void assert_near(double a, double b, double rtol, double atol, const char
         fail_msg("%s: got %.17g, want %.17g (rtol %g, atol %g)", what, a, b, rtol, atol);
 }
 
-/* Solve A x = r (n x n, row-major, copied) by Gaussian elimination with
- * partial pivoting: the straightforward reference solver. */
+/* Solve A x = r (n x n, row-major; A and r are not changed) with the
+ * reference Gaussian elimination of brute.h. */
 static void gauss_solve(size_t n, const double *A_in, const double *r, double *x)
 {
-    double *A = malloc(n * n * sizeof(double)), *b = malloc(n * sizeof(double));
+    double *A = malloc(n * n * sizeof(double));
     memcpy(A, A_in, n * n * sizeof(double));
-    memcpy(b, r, n * sizeof(double));
-    for (size_t k = 0; k < n; k++) {
-        size_t p = k;
-        for (size_t i = k + 1; i < n; i++)
-            if (fabs(A[i * n + k]) > fabs(A[p * n + k]))
-                p = i;
-        if (p != k) {
-            for (size_t j = 0; j < n; j++) {
-                double t = A[k * n + j];
-                A[k * n + j] = A[p * n + j];
-                A[p * n + j] = t;
-            }
-            double t = b[k];
-            b[k] = b[p];
-            b[p] = t;
-        }
-        for (size_t i = k + 1; i < n; i++) {
-            double f = A[i * n + k] / A[k * n + k];
-            for (size_t j = k; j < n; j++)
-                A[i * n + j] -= f * A[k * n + j];
-            b[i] -= f * b[k];
-        }
-    }
-    for (size_t k = n; k-- > 0;) {
-        double s = b[k];
-        for (size_t j = k + 1; j < n; j++)
-            s -= A[k * n + j] * x[j];
-        x[k] = s / A[k * n + k];
-    }
+    memcpy(x, r, n * sizeof(double));
+    assert_int_equal(brute_gauss_solve(n, A, x, 0.0), 0);
     free(A);
-    free(b);
 }
 
 /* Cyclic Jacobi eigen-decomposition of a symmetric n x n matrix: lam[k]

@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "brute.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,46 +83,6 @@ static void combine(size_t T, size_t d, const double *g, const double *c, double
             out[k] += c[i] * g[i * d + k];
 }
 
-/* Solve A x = b (n x n, row-major, overwritten) by Gaussian elimination with
- * partial pivoting; returns 0, or -1 if a pivot is below tol * max|A|. */
-static int gauss_solve(size_t n, double *A, double *b, double tol)
-{
-    double amax = 0;
-    for (size_t i = 0; i < n * n; i++)
-        if (fabs(A[i]) > amax)
-            amax = fabs(A[i]);
-    for (size_t k = 0; k < n; k++) {
-        size_t p = k;
-        for (size_t i = k + 1; i < n; i++)
-            if (fabs(A[i * n + k]) > fabs(A[p * n + k]))
-                p = i;
-        if (!(fabs(A[p * n + k]) > tol * amax))
-            return -1;
-        if (p != k) {
-            for (size_t j = 0; j < n; j++) {
-                double t = A[k * n + j];
-                A[k * n + j] = A[p * n + j];
-                A[p * n + j] = t;
-            }
-            double t = b[k];
-            b[k] = b[p];
-            b[p] = t;
-        }
-        for (size_t i = k + 1; i < n; i++) {
-            double f = A[i * n + k] / A[k * n + k];
-            for (size_t j = k; j < n; j++)
-                A[i * n + j] -= f * A[k * n + j];
-            b[i] -= f * b[k];
-        }
-    }
-    for (size_t k = n; k-- > 0;) {
-        double s = b[k];
-        for (size_t j = k + 1; j < n; j++)
-            s -= A[k * n + j] * b[j];
-        b[k] = s / A[k * n + k];
-    }
-    return 0;
-}
 
 /* Run one step of `method` on G (and losses L, may be NULL). */
 static int run_method(const char *method, size_t T, const lw_value *params, size_t np,
@@ -261,7 +223,7 @@ static double bf_min_norm(size_t T, size_t d, const double *h, const double *lb,
         }
         A[m * n + m] = 0.0;
         b[m] = 1.0 - lbs;
-        if (gauss_solve(n, A, b, 1e-13))
+        if (brute_gauss_solve(n, A, b, 1e-13))
             continue;
         int ok = 1;
         for (size_t a = 0; a < m; a++)
@@ -312,7 +274,7 @@ static void bf_dual_cone(size_t T, size_t D, const double *h, const double *u, d
                 A[r * m + c] = dot(h + idx[r] * D, h + idx[c] * D, D);
             b[r] = -dot(h + idx[r] * D, a, D);
         }
-        if (m && gauss_solve(m, A, b, 1e-13))
+        if (m && brute_gauss_solve(m, A, b, 1e-13))
             continue;
         int ok = 1;
         for (size_t r = 0; r < m; r++)
@@ -927,7 +889,7 @@ static void test_pareto_pe_ltr_brute_force(void **st)
                 }
                 A[T * n + T] = 0;
                 r[T] = 1 - ls;
-                assert_int_equal(gauss_solve(n, A, r, 1e-14), 0);
+                assert_int_equal(brute_gauss_solve(n, A, r, 1e-14), 0);
                 bisect_project(T, r, 1 - ls, x);
                 lw_value prm[2] = {pstr("solver", "pe_ltr"), parr("c", lb, T)};
                 run_ok("pareto", T, prm, 2, 0, 0, G, NULL, c);
