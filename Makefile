@@ -226,6 +226,7 @@ install: all
 	ln -sf liblossweight.so.0 $(DESTDIR)$(LIBDIR)/liblossweight.so
 	install -m 0644 lib/lossweight.h $(DESTDIR)$(INCLUDEDIR)/lossweight.h
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@LAPACK_LIBS@|$(LAPACK_LIBS)|' \
 	    lib/lossweight.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/lossweight.pc
 	install -m 0644 doc/lossweight.1 $(DESTDIR)$(MANDIR)/man1/lossweight.1
 	if [ -d systemd ] && ls systemd/*.service >/dev/null 2>&1; then \
