@@ -187,3 +187,9 @@ int lw_fair_solve(size_t n, const double *G, double p, double ridge, const doubl
         x[i] = y[i] / up;
     return LW_FAIR_OK;
 }
+
+size_t lw_fair_method_work_size(size_t T)
+{
+    size_t a = lw_fair_work_size(T), b = lw_la_psd_pinv_size(T);
+    return 2 * T * T + 3 * T + (a > b ? a : b);
+}

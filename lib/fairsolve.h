@@ -57,6 +57,11 @@ typedef struct lw_fair_info {
 /* Doubles of workspace for n unknowns. */
 size_t lw_fair_work_size(size_t n);
 
+/* Doubles of workspace of a nash_mtl or fairgrad step: H and Ha (T x T),
+ * x0, xa and an index array (T each), then the solver's workspace or the
+ * pseudo-inverse's, whichever is larger. */
+size_t lw_fair_method_work_size(size_t T);
+
 /* Solve (G + ridge ||G||_F I) x = x^(-p) for x > 0. G: n x n symmetric,
  * row-major. x0: start point (n numbers; NULL, or any entry not > 0 or not
  * finite: all ones), on the scale of x. Writes x only on LW_FAIR_OK.

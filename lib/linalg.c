@@ -114,16 +114,11 @@ size_t lw_la_psd_clamp(size_t n, double *lam, double rel, double *floor_out)
 
 size_t lw_la_psd_pinv_size(size_t n) { return n * n + n + lw_la_eig_size(n); }
 
-int lw_la_psd_pinv_solve(size_t n, const double *A, const double *b, double *x, double rel,
-                         size_t *rank, double *ws)
+/* x = sum over k with lam[k] != 0 of (z_k . b / lam[k]) z_k: the solve through
+ * an eigen-decomposition A = Z diag(lam) Z', eigen-directions with lam 0
+ * left out. */
+static void eig_solve(size_t n, const double *Z, const double *lam, const double *b, double *x)
 {
-    double *Z = ws, *lam = ws + n * n, *ews = lam + n;
-    int rc = lw_la_eig(n, A, lam, Z, ews);
-    if (rc)
-        return rc;
-    size_t r = lw_la_psd_clamp(n, lam, rel, NULL);
-    if (rank)
-        *rank = r;
     for (size_t i = 0; i < n; i++)
         x[i] = 0.0;
     for (size_t k = 0; k < n; k++) {
@@ -137,6 +132,19 @@ int lw_la_psd_pinv_solve(size_t n, const double *A, const double *b, double *x, 
         for (size_t i = 0; i < n; i++)
             x[i] += c * z[i];
     }
+}
+
+int lw_la_psd_pinv_solve(size_t n, const double *A, const double *b, double *x, double rel,
+                         size_t *rank, double *ws)
+{
+    double *Z = ws, *lam = ws + n * n, *ews = lam + n;
+    int rc = lw_la_eig(n, A, lam, Z, ews);
+    if (rc)
+        return rc;
+    size_t r = lw_la_psd_clamp(n, lam, rel, NULL);
+    if (rank)
+        *rank = r;
+    eig_solve(n, Z, lam, b, x);
     return 0;
 }
 
@@ -172,19 +180,10 @@ int lw_la_sym_pinv_solve(size_t n, const double *A, const double *b, double *x, 
         if (fabs(lam[k]) > amax)
             amax = fabs(lam[k]);
     double cut = rel * amax;
-    for (size_t i = 0; i < n; i++)
-        x[i] = 0.0;
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = 0; k < n; k++)
         if (!(fabs(lam[k]) > cut))
-            continue;
-        const double *z = Z + k * n;
-        double c = 0.0;
-        for (size_t i = 0; i < n; i++)
-            c += z[i] * b[i];
-        c /= lam[k];
-        for (size_t i = 0; i < n; i++)
-            x[i] += c * z[i];
-    }
+            lam[k] = 0.0;
+    eig_solve(n, Z, lam, b, x);
     return 0;
 }
 

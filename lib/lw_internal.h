@@ -207,4 +207,9 @@ double lw_epoch_of(const lw_input *in, double window, double steps);
 int lw_check_epoch_not_back(const lw_input *in, double prev, const char *prev_name,
                             lw_error *err);
 
+/* IMTL-G's coefficients from a symmetric Gram H (lib/methods/imtl_g.c; imtl
+ * runs it on its scaled Gram). work: lw_imtl_g_work_size(T) doubles. */
+size_t lw_imtl_g_work_size(size_t T);
+int lw_imtl_g_solve(size_t T, const double *H, double *w, double *work, lw_error *err);
+
 #endif /* LW_INTERNAL_H */

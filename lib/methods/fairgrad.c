@@ -49,12 +49,6 @@ static const lw_param_info fairgrad_params[] = {
                  "x = 1/T (TorchJD)."},
 };
 
-static size_t fairgrad_work_size(size_t T)
-{
-    size_t a = lw_fair_work_size(T), b = lw_la_psd_pinv_size(T);
-    return 2 * T * T + 3 * T + (a > b ? a : b);
-}
-
 static int fairgrad_step(const lw_job *job, double *state, double *work, const lw_input *in,
                          double *w, lw_error *err)
 {
@@ -122,5 +116,5 @@ const lw_method lw_method_fairgrad = {
             .n_params = sizeof fairgrad_params / sizeof fairgrad_params[0],
         },
     .step = fairgrad_step,
-    .work_size = fairgrad_work_size,
+    .work_size = lw_fair_method_work_size,
 };

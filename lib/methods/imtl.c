@@ -33,10 +33,8 @@
 #include "../linalg.h"
 #include "../lw_internal.h"
 
-#include <float.h>
 #include <stdlib.h>
 
-#define IMTLG_SUM_EPS 1e-12
 
 enum { P_INIT, P_OPTIMIZER, P_LR, P_BETA1, P_BETA2, P_EPS, P_WEIGHT_DECAY };
 enum { S_S, S_ADAM_M, S_ADAM_V, S_ADAM_T };
@@ -71,14 +69,14 @@ static void imtl_init(const lw_job *job, double *state)
         s[i] = lw_pnum(job, P_INIT);
 }
 
-static size_t imtl_work_size(size_t T) { return T * T + 4 * T + lw_la_psd_pinv_size(T); }
+static size_t imtl_work_size(size_t T) { return T * T + 2 * T + lw_imtl_g_work_size(T); }
 
 static int imtl_step(const lw_job *job, double *state, double *work, const lw_input *in,
                      double *w, lw_error *err)
 {
     const size_t T = job->T;
     double *s = lw_st(job, state, S_S);
-    double *H = work, *e = H + T * T, *n = e + T, *v = n + T, *g = v + T, *ws = g + T;
+    double *H = work, *e = H + T * T, *g = e + T, *ws = g + T;
 
     for (size_t i = 0; i < T; i++)
         e[i] = exp(s[i]);
@@ -86,15 +84,13 @@ static int imtl_step(const lw_job *job, double *state, double *work, const lw_in
     for (size_t i = 0; i < T; i++)
         for (size_t j = 0; j < T; j++)
             H[i * T + j] *= e[i] * e[j];
+    /* IMTL-G on the scaled gradients exp(s_i) g_i; on the originals the
+     * coefficients are alpha_i exp(s_i). */
+    int rc = lw_imtl_g_solve(T, H, w, ws, err);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < T; i++)
-        n[i] = H[i * T + i] > 0 ? sqrt(H[i * T + i]) : 0.0;
-    if (lw_la_psd_pinv_solve(T, H, n, v, (double)T * DBL_EPSILON, NULL, ws))
-        return lw_fail(err, LW_ENUMERIC, "gram", "eigen-decomposition of the Gram failed");
-    double sum = 0.0;
-    for (size_t i = 0; i < T; i++)
-        sum += v[i];
-    for (size_t i = 0; i < T; i++)
-        w[i] = fabs(sum) < IMTLG_SUM_EPS ? 0.0 : (v[i] / sum) * e[i];
+        w[i] = w[i] * e[i];
 
     for (size_t i = 0; i < T; i++)
         g[i] = e[i] * in->losses[i] - 1.0;

@@ -35,15 +35,13 @@
 /* |sum v| below this: return zeros (TorchJD). */
 #define IMTLG_SUM_EPS 1e-12
 
-static size_t imtl_g_work_size(size_t T) { return T * T + 2 * T + lw_la_psd_pinv_size(T); }
+static size_t imtl_g_work_size(size_t T) { return T * T + lw_imtl_g_work_size(T); }
 
-static int imtl_g_step(const lw_job *job, double *state, double *work, const lw_input *in,
-                       double *w, lw_error *err)
+size_t lw_imtl_g_work_size(size_t T) { return 2 * T + lw_la_psd_pinv_size(T); }
+
+int lw_imtl_g_solve(size_t T, const double *H, double *w, double *work, lw_error *err)
 {
-    (void)state;
-    const size_t T = job->T;
-    double *H = work, *n = H + T * T, *v = n + T, *ws = v + T;
-    lw_la_symmetrize(T, in->gram, H);
+    double *n = work, *v = n + T, *ws = v + T;
     for (size_t i = 0; i < T; i++)
         n[i] = H[i * T + i] > 0 ? sqrt(H[i * T + i]) : 0.0;
     if (lw_la_psd_pinv_solve(T, H, n, v, (double)T * DBL_EPSILON, NULL, ws))
@@ -54,6 +52,15 @@ static int imtl_g_step(const lw_job *job, double *state, double *work, const lw_
     for (size_t i = 0; i < T; i++)
         w[i] = fabs(sum) < IMTLG_SUM_EPS ? 0.0 : v[i] / sum;
     return 0;
+}
+
+static int imtl_g_step(const lw_job *job, double *state, double *work, const lw_input *in,
+                       double *w, lw_error *err)
+{
+    (void)state;
+    double *H = work;
+    lw_la_symmetrize(job->T, in->gram, H);
+    return lw_imtl_g_solve(job->T, H, w, H + job->T * job->T, err);
 }
 
 const lw_method lw_method_imtl_g = {

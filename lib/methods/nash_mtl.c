@@ -84,12 +84,6 @@ static void nash_init(const lw_job *job, double *state)
         a[i] = 1.0;
 }
 
-static size_t nash_work_size(size_t T)
-{
-    size_t a = lw_fair_work_size(T), b = lw_la_psd_pinv_size(T);
-    return 2 * T * T + 3 * T + (a > b ? a : b);
-}
-
 static int nash_step(const lw_job *job, double *state, double *work, const lw_input *in,
                      double *w, lw_error *err)
 {
@@ -188,6 +182,6 @@ const lw_method lw_method_nash_mtl = {
         },
     .init = nash_init,
     .step = nash_step,
-    .work_size = nash_work_size,
+    .work_size = lw_fair_method_work_size,
     .check_state = nash_check_state,
 };
