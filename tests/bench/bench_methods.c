@@ -194,6 +194,18 @@ static const char *verdict(int gram, size_t T, double ns)
     return "";
 }
 
+/* Methods named on the command line, or all when none are. */
+static int n_only;
+static char **only;
+
+static int selected(const char *name)
+{
+    for (int i = 0; i < n_only; i++)
+        if (strcmp(only[i], name) == 0)
+            return 1;
+    return n_only == 0;
+}
+
 static void table(int gram)
 {
     const size_t *Ts = gram ? gram_T : loss_T;
@@ -223,7 +235,7 @@ static void table(int gram)
     }
     for (size_t m = 0; m < lw_method_count(); m++) {
         const lw_method_info *mi = lw_method_at(m);
-        if (!mi->servable || (((mi->inputs & LW_IN_GRAM) != 0) != gram))
+        if (!mi->servable || (((mi->inputs & LW_IN_GRAM) != 0) != gram) || !selected(mi->name))
             continue;
         printf("%-14s", mi->name);
         fflush(stdout);
@@ -252,8 +264,10 @@ static void table(int gram)
         free_inputs(&in[c]);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    n_only = argc - 1;
+    only = argv + 1;
     printf("lossweight %s bench: %zu methods in the table\n\n", LW_VERSION, lw_method_count());
     table(0);
     table(1);
