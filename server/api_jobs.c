@@ -89,15 +89,20 @@ void api_job_put(lwd_req *rq)
     reply_json(rq, 201, created_json(j, 1));
 }
 
+/* Only the jobs under the token's job prefix ("" without tokens: all). */
 void api_jobs_list(lwd_req *rq)
 {
-    size_t n;
+    size_t n, shown = 0, pl = strlen(rq->job_prefix);
     lwd_job **v = jobs_sorted(&n);
     cJSON *o = cJSON_CreateObject();
     cJSON *a = cJSON_AddArrayToObject(o, "jobs");
-    for (size_t i = 0; v && i < n; i++)
+    for (size_t i = 0; v && i < n; i++) {
+        if (pl && strncmp(v[i]->id, rq->job_prefix, pl) != 0)
+            continue;
         cJSON_AddItemToArray(a, job_summary_json(v[i]));
-    cJSON_AddItemToObject(o, "count", json_int((int64_t)n));
+        shown++;
+    }
+    cJSON_AddItemToObject(o, "count", json_int((int64_t)shown));
     free(v);
     reply_json(rq, 200, o);
 }

@@ -14,10 +14,15 @@
  * ?wait_ms= deadlines and the waiter node that links it to a job while it is
  * suspended. A request goes:
  *
- *   first call     route match, Content-Type and Content-Length checks;
- *                  a body over --max-body is answered 413 at once (MHD then
- *                  closes the connection without reading the body);
- *   body chunks    appended (or counted and dropped once over the limit);
+ *   first call     the bearer token (auth.c: 401 whatever the path, unless
+ *                  the route is open), route match, the token's role and
+ *                  job prefix (403), Content-Type and Content-Length
+ *                  checks; a body over --max-body is answered at once
+ *                  (413, or the 401/403 already decided; MHD then closes
+ *                  the connection without reading the body);
+ *   body chunks    appended (or counted and dropped once over the limit,
+ *                  or when the request was refused 401/403: the body of a
+ *                  request without the right token is never kept);
  *   last call      the handler runs and either answers (reply_*) or waits
  *                  (req_wait): the connection is suspended;
  *   resumed call   the response prepared by waiter_answer() is sent.
@@ -26,13 +31,20 @@
  * yet durable is held the same way (suspended) until the group commit
  * covering them completes (gate_hold, on_durable).
  *
- * Routing errors found in the first call (404, 405, 400, 415) are answered
- * after the body has been read, so keep-alive connections survive them.
+ * Routing and auth errors found in the first call (401, 403, 404, 405,
+ * 400, 415) are answered after the body has been read, so keep-alive
+ * connections survive them. A 401 carries WWW-Authenticate (RFC 6750).
+ *
+ * TLS (tls.c): the same mode, with MHD_USE_TLS. GnuTLS may hold decrypted
+ * bytes the epoll fd does not signal; MHD_get_timeout() then says 0 and
+ * the idle handle runs MHD_run again, as for any pending data.
  */
+#include "auth.h"
 #include "jobs.h"
 #include "journal.h"
 #include "metrics.h"
 #include "server.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -57,6 +69,7 @@ struct lwd_conn {
     char pre_field[16];
     char pre_msg[320];
     char allow[64];
+    int auth_kind;    /* a 401: AUTH_MISSING, _MALFORMED or _UNKNOWN (WWW-Authenticate) */
     /* the body */
     char *body;
     size_t body_len, body_cap, body_seen;
@@ -185,6 +198,8 @@ static const char *code_for(int status)
 {
     switch (status) {
     case 400: return "invalid";
+    case 401: return "unauthorized";
+    case 403: return "forbidden";
     case 404: return "not_found";
     case 405: return "method_not_allowed";
     case 413: return "too_large";
@@ -213,6 +228,13 @@ static enum MHD_Result send_prepared(lwd_conn *c)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, c->resp_ctype);
     if (c->resp_status == 405 && c->allow[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, c->allow);
+    if (c->resp_status == 401)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                c->auth_kind == AUTH_UNKNOWN
+                                    ? "Bearer realm=\"lossweightd\", error=\"invalid_token\""
+                                : c->auth_kind == AUTH_MALFORMED
+                                    ? "Bearer realm=\"lossweightd\", error=\"invalid_request\""
+                                    : "Bearer realm=\"lossweightd\"");
     if (srv.shutting_down)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c->mhd, (unsigned)c->resp_status, r);
@@ -311,6 +333,61 @@ static int json_media_type(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
+static int auth_refused(const lwd_conn *c)
+{
+    return c->pre_status == 401 || c->pre_status == 403;
+}
+
+static void peer_address(lwd_conn *c, char *out, size_t n)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    out[0] = '\0';
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)n);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)n);
+}
+
+/* The bearer token, with a token file: a 401 (no or an unknown token)
+ * replaces any routing error -- without a valid token nothing about the
+ * paths is told --, a 403 (role, job prefix) is decided on the matched
+ * route. Either becomes the request's answer (pre_status); the handler
+ * never runs. route: NULL when routing failed. */
+static void request_auth(lwd_conn *c, const lwd_route *route)
+{
+    auth_result ar;
+    const char *authz = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_AUTHORIZATION);
+    if (route)
+        auth_check(authz, route->role, route->scope, c->rq.job_id, c->rq.job_prefix,
+                   sizeof c->rq.job_prefix, &ar);
+    else /* authenticate only: the routing error stands if the token is good */
+        auth_check(authz, ROLE_READER, SCOPE_ANY, "", c->rq.job_prefix,
+                   sizeof c->rq.job_prefix, &ar);
+    if (!ar.status)
+        return;
+    c->pre_status = ar.status;
+    c->pre_code = code_for(ar.status);
+    c->auth_kind = ar.kind;
+    snprintf(c->pre_field, sizeof c->pre_field, "%s", ar.field ? ar.field : "");
+    snprintf(c->pre_msg, sizeof c->pre_msg, "%s", ar.message);
+    if (log_enabled(LL_INFO)) {
+        char peer[INET6_ADDRSTRLEN];
+        peer_address(c, peer, sizeof peer);
+        log_begin(LL_INFO, ar.status == 401 ? "unauthorized" : "forbidden");
+        log_str("route", route_name(route_index(c->rq.route)));
+        if (c->rq.job_id[0])
+            log_str("job", c->rq.job_id);
+        log_str("reason", ar.reason);
+        log_str("peer", peer);
+        log_end();
+    }
+}
+
 /* First call of a request: returns 1 if the prepared answer must go out now
  * (before the body is read). */
 static int request_begin(lwd_conn *c, const char *url, const char *method)
@@ -322,6 +399,7 @@ static int request_begin(lwd_conn *c, const char *url, const char *method)
     c->rq.conn = c;
     c->rq.step = -1;
     c->pre_status = 0;
+    c->auth_kind = 0;
     c->allow[0] = '\0';
     c->body_len = c->body_seen = 0;
     c->body_over = 0;
@@ -340,6 +418,8 @@ static int request_begin(lwd_conn *c, const char *url, const char *method)
         if (st != 400) /* 400: a bad {job} or {step} on a known route */
             c->rq.route = NULL;
     }
+    if (auth_enabled())
+        request_auth(c, st ? NULL : route);
     const char *cl = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
@@ -349,11 +429,14 @@ static int request_begin(lwd_conn *c, const char *url, const char *method)
             char msg[128];
             snprintf(msg, sizeof msg, "the body has %llu bytes; the limit is %zu", n,
                      srv.cfg.max_body);
-            set_error(c, 413, "too_large", NULL, msg);
+            if (auth_refused(c))
+                set_error(c, c->pre_status, c->pre_code, c->pre_field, c->pre_msg);
+            else
+                set_error(c, 413, "too_large", NULL, msg);
             return 1;
         }
     }
-    if (!st && route->body) {
+    if (!c->pre_status && route->body) {
         const char *ct = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_TYPE);
         if (ct && !json_media_type(ct)) {
@@ -370,6 +453,8 @@ static int request_begin(lwd_conn *c, const char *url, const char *method)
 static int body_append(lwd_conn *c, const char *data, size_t n)
 {
     c->body_seen += n;
+    if (auth_refused(c)) /* drained, never kept; bounded like an oversized one */
+        return c->body_seen <= 4 * srv.cfg.max_body + 65536 ? 0 : -1;
     if (c->body_over || c->body_len + n > srv.cfg.max_body) {
         c->body_over = 1;
         /* A chunked body has no length to refuse up front: drain a bounded
@@ -419,7 +504,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->suspended = 0;
         return send_prepared(c);
     }
-    if (c->body_over) {
+    if (c->body_over && !auth_refused(c)) {
         char msg[128];
         snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes", srv.cfg.max_body);
         set_error(c, 413, "too_large", NULL, msg);
@@ -640,6 +725,17 @@ int http_start(void)
     struct sockaddr_in6 sin6;
     const struct sockaddr *sa;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    /* TLS options go in an array: present only with --tls-cert/--tls-key.
+     * TLS 1.2 and 1.3 only. */
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
+    if (tls_enabled()) {
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)tls_cert_pem()};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)tls_key_pem()};
+        tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                              (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
+        tls_opts[3] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
     memset(&sin, 0, sizeof sin);
     memset(&sin6, 0, sizeof sin6);
     if (srv.cfg.ipv6) {
@@ -667,6 +763,7 @@ int http_start(void)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)LWD_MHD_POOL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (!srv.mhd) {
         log_begin(LL_ERROR, "listen_failed");

@@ -1,7 +1,9 @@
 /*
  * main.c -- lossweightd: flags, start-up, signals and an orderly shutdown.
  *
- * Start-up: parse flags, lock the data directory and recover the jobs from
+ * Start-up: parse flags, read the token file and the TLS certificate and
+ * key if given (a bad one exits 2 before anything else happens), lock the
+ * data directory and recover the jobs from
  * it (journal.c: newest snapshot, then the journal after it), print the
  * method table once, start libmicrohttpd under the libuv loop,
  * install signal watchers, then write --ready-file (atomically: a temporary
@@ -14,13 +16,20 @@
  * for their group commit included) write a final snapshot and stop; after
  * --shutdown-timeout-ms at the latest, without the snapshot (the journal
  * holds everything anyway). A second signal stops at once.
- * Exit status 0. SIGHUP: reopen logs. Signals are libuv watchers: the
- * handlers run on the loop like everything else.
+ * Exit status 0. SIGHUP: reopen logs and read the token file again (a bad
+ * file keeps the tokens in use). Signals are libuv watchers: the handlers
+ * run on the loop like everything else.
+ *
+ * Beyond loopback (DESIGN.md, Security): an address that is not loopback
+ * is refused unless there are tokens (--token-file) or --allow-remote
+ * forces it; both cases without TLS get a warning in the log.
  */
+#include "auth.h"
 #include "jobs.h"
 #include "journal.h"
 #include "metrics.h"
 #include "server.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -76,10 +85,16 @@ static void usage(FILE *f)
             "  --truncate-corrupt        start-up: where the journal is corrupt before its\n"
             "                            end, keep a copy of the rest and truncate there\n"
             "                            (default: refuse to start, naming file and offset)\n"
-            "  --allow-remote            listen on an address beyond loopback; refused\n"
-            "                            without it: bearer tokens and TLS are not\n"
-            "                            implemented yet, so anyone who can connect can\n"
-            "                            create, change and delete jobs\n"
+            "  --token-file FILE         bearer tokens, one per line: TOKEN ROLE [JOB_PREFIX]\n"
+            "                            (ROLE admin, trainer or reader; '#' comments);\n"
+            "                            every request but GET /healthz then needs\n"
+            "                            Authorization: Bearer TOKEN. SIGHUP reads it again\n"
+            "  --tls-cert FILE           serve HTTPS (TLS 1.2 and 1.3) with this PEM\n"
+            "                            certificate (chain)...\n"
+            "  --tls-key FILE            ...and this PEM private key (both or neither)\n"
+            "  --allow-remote            listen beyond loopback without --token-file\n"
+            "                            (refused otherwise: anyone who can connect could\n"
+            "                            create, change and delete jobs)\n"
             "  --help, --version\n",
             WIRE_DEFAULT_MAX_TASKS, LW_MAX_TASKS, WIRE_DEFAULT_MAX_WORLD);
 }
@@ -152,6 +167,7 @@ enum {
     OPT_MAX_JOBS, OPT_MAX_TASKS, OPT_MAX_WORLD, OPT_MAX_CONN, OPT_HISTORY, OPT_MAX_AHEAD,
     OPT_IDLE, OPT_SHUTDOWN, OPT_HELP, OPT_VERSION, OPT_ALLOW_REMOTE,
     OPT_FSYNC, OPT_FSYNC_INTERVAL, OPT_SNAP_INTERVAL, OPT_JOURNAL_MAX, OPT_TRUNCATE_CORRUPT,
+    OPT_TOKEN_FILE, OPT_TLS_CERT, OPT_TLS_KEY,
 };
 
 static const struct option options[] = {
@@ -177,6 +193,9 @@ static const struct option options[] = {
     {"snapshot-interval-s", required_argument, NULL, OPT_SNAP_INTERVAL},
     {"journal-max-bytes", required_argument, NULL, OPT_JOURNAL_MAX},
     {"truncate-corrupt", no_argument, NULL, OPT_TRUNCATE_CORRUPT},
+    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {NULL, 0, NULL, 0},
 };
 
@@ -197,7 +216,7 @@ static int listen_is_loopback(const lwd_config *cfg)
 /* 0: run; 1: exit 0 (--help, --version); -1: exit 2. */
 static int parse_flags(int argc, char **argv, lwd_config *cfg)
 {
-    int c, allow_remote = 0;
+    int c;
     uint64_t v;
     snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
     cfg->listen_port = 7070;
@@ -280,7 +299,10 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
                 bad = "--shutdown-timeout-ms is 0 to 600000";
             cfg->shutdown_timeout_ms = (unsigned)v;
             break;
-        case OPT_ALLOW_REMOTE: allow_remote = 1; break;
+        case OPT_ALLOW_REMOTE: cfg->allow_remote = 1; break;
+        case OPT_TOKEN_FILE: cfg->token_file = optarg; break;
+        case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
+        case OPT_TLS_KEY: cfg->tls_key = optarg; break;
         case OPT_FSYNC:
             if (strcmp(optarg, "always") == 0)
                 cfg->fsync_mode = JOURNAL_FSYNC_ALWAYS;
@@ -309,8 +331,9 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
         case OPT_TRUNCATE_CORRUPT: cfg->truncate_corrupt = 1; break;
         case OPT_HELP: usage(stdout); return 1;
         case OPT_VERSION:
-            printf("lossweightd %s (libmicrohttpd %s, libuv %s, cJSON %s)\n", LWD_VERSION,
-                   MHD_get_version(), uv_version_string(), cJSON_Version());
+            printf("lossweightd %s (libmicrohttpd %s%s, libuv %s, cJSON %s)\n", LWD_VERSION,
+                   MHD_get_version(), tls_supported() ? " with TLS" : " without TLS",
+                   uv_version_string(), cJSON_Version());
             return 1;
         default:
             fprintf(stderr, "lossweightd: unknown option %s\n", argv[optind - 1]);
@@ -327,12 +350,17 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
         usage(stderr);
         return -1;
     }
-    /* DESIGN.md, Security: beyond loopback only when forced (no tokens yet). */
-    if (!allow_remote && !listen_is_loopback(cfg)) {
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        fprintf(stderr, "lossweightd: --tls-cert and --tls-key go together (give both)\n");
+        return -1;
+    }
+    /* DESIGN.md, Security: beyond loopback only with tokens, or when forced. */
+    if (!cfg->token_file && !cfg->allow_remote && !listen_is_loopback(cfg)) {
         fprintf(stderr,
-                "lossweightd: refusing to listen on %s: it is not a loopback address, and "
-                "bearer tokens and TLS are not implemented yet (anyone who can connect could "
-                "change jobs); pass --allow-remote to listen there anyway\n",
+                "lossweightd: refusing to listen on %s: it is not a loopback address and there "
+                "is no --token-file, so anyone who can connect could create, change and delete "
+                "jobs; give --token-file (and --tls-cert/--tls-key), or --allow-remote to "
+                "listen there without tokens anyway\n",
                 cfg->listen_host);
         return -1;
     }
@@ -415,6 +443,7 @@ static void on_signal(uv_signal_t *h, int signum)
     (void)h;
     if (signum == SIGHUP) {
         log_reopen();
+        auth_reload();
         return;
     }
     if (srv.shutting_down) {
@@ -433,6 +462,14 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     log_setup(srv.cfg.log_level, srv.cfg.log_format);
+    /* Security material first: a bad file exits 2 before the data directory
+     * is locked or anything listens. */
+    if (srv.cfg.token_file && auth_start(srv.cfg.token_file) != 0)
+        return 2;
+    if (srv.cfg.tls_cert && tls_load(srv.cfg.tls_cert, srv.cfg.tls_key) != 0) {
+        auth_stop();
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     srv.start_ns = uv_hrtime();
     srv.loop = uv_default_loop();
@@ -478,13 +515,19 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (!listen_is_loopback(&srv.cfg))
+    if (!listen_is_loopback(&srv.cfg) && !auth_enabled())
         log_msg(LL_WARN, "not_loopback",
-                "listening beyond loopback (--allow-remote): bearer tokens are not "
-                "implemented yet, anyone who can connect can change jobs");
+                "listening beyond loopback without tokens (--allow-remote): anyone who can "
+                "connect can create, change and delete jobs");
+    else if (!listen_is_loopback(&srv.cfg) && !tls_enabled())
+        log_msg(LL_WARN, "no_tls",
+                "listening beyond loopback without TLS: bearer tokens and job data cross the "
+                "network in clear text (--tls-cert, --tls-key)");
     log_begin(LL_INFO, "listening");
     log_str("addr", srv.bound);
     log_str("version", LWD_VERSION);
+    log_str("scheme", tls_enabled() ? "https" : "http");
+    log_str("auth", auth_enabled() ? "bearer" : "none");
     log_int("max_body", (long long)srv.cfg.max_body);
     log_int("history", (long long)srv.cfg.history);
     log_int("max_ahead", (long long)srv.cfg.max_ahead);
@@ -498,6 +541,8 @@ int main(int argc, char **argv)
     uv_run(srv.loop, UV_RUN_DEFAULT);
 
     uv_loop_close(srv.loop);
+    auth_stop();
+    tls_free();
     free(srv.methods_body);
     metrics_free();
     journal_close();

@@ -1,9 +1,11 @@
 /*
  * router.c -- the route table and how requests are answered.
  *
- * Routes are rows (verb, path pattern, handler, metrics name, role, whether
+ * Routes are rows (verb, path pattern, handler, metrics name, the least
+ * token role and how a token's job prefix applies -- see auth.c --, whether
  * a JSON body is expected), like Redis's command table: adding a call is
- * adding a row and a handler. A pattern is a '/'-separated path whose
+ * adding a row and a handler. /healthz is ROLE_OPEN: load balancers and
+ * systemd probe it without a token. A pattern is a '/'-separated path whose
  * segments are literals or the placeholders {job} and {step}. Matching is
  * a linear scan: the table is small and the scan touches no memory but the
  * table itself.
@@ -26,20 +28,20 @@
 #include <string.h>
 
 static const lwd_route routes[] = {
-    /* verb     pattern                          handler          name         role          body */
-    {"PUT",    "/v1/jobs/{job}",               api_job_put,     "job_put",    ROLE_ADMIN,   1},
-    {"GET",    "/v1/jobs",                     api_jobs_list,   "jobs_list",  ROLE_READER,  0},
-    {"GET",    "/v1/jobs/{job}",               api_job_get,     "job_get",    ROLE_READER,  0},
-    {"DELETE", "/v1/jobs/{job}",               api_job_delete,  "job_delete", ROLE_ADMIN,   0},
-    {"POST",   "/v1/jobs/{job}/reports",       api_report_post, "report",     ROLE_TRAINER, 1},
-    {"GET",    "/v1/jobs/{job}/steps/{step}",  api_step_get,    "step_get",   ROLE_READER,  0},
-    {"GET",    "/v1/jobs/{job}/weights",       api_weights_get, "weights",    ROLE_READER,  0},
-    {"GET",    "/v1/jobs/{job}/history",       api_history_get, "history",    ROLE_READER,  0},
-    {"GET",    "/v1/jobs/{job}/state",         api_state_get,   "state_get",  ROLE_READER,  0},
-    {"PUT",    "/v1/jobs/{job}/state",         api_state_put,   "state_put",  ROLE_ADMIN,   1},
-    {"GET",    "/v1/methods",                  api_methods,     "methods",    ROLE_READER,  0},
-    {"GET",    "/healthz",                     api_healthz,     "healthz",    ROLE_READER,  0},
-    {"GET",    "/metrics",                     api_metrics,     "metrics",    ROLE_READER,  0},
+    /* verb     pattern                          handler          name         role          scope         body */
+    {"PUT",    "/v1/jobs/{job}",               api_job_put,     "job_put",    ROLE_ADMIN,   SCOPE_JOB,    1},
+    {"GET",    "/v1/jobs",                     api_jobs_list,   "jobs_list",  ROLE_READER,  SCOPE_LIST,   0},
+    {"GET",    "/v1/jobs/{job}",               api_job_get,     "job_get",    ROLE_READER,  SCOPE_JOB,    0},
+    {"DELETE", "/v1/jobs/{job}",               api_job_delete,  "job_delete", ROLE_ADMIN,   SCOPE_JOB,    0},
+    {"POST",   "/v1/jobs/{job}/reports",       api_report_post, "report",     ROLE_TRAINER, SCOPE_JOB,    1},
+    {"GET",    "/v1/jobs/{job}/steps/{step}",  api_step_get,    "step_get",   ROLE_READER,  SCOPE_JOB,    0},
+    {"GET",    "/v1/jobs/{job}/weights",       api_weights_get, "weights",    ROLE_READER,  SCOPE_JOB,    0},
+    {"GET",    "/v1/jobs/{job}/history",       api_history_get, "history",    ROLE_READER,  SCOPE_JOB,    0},
+    {"GET",    "/v1/jobs/{job}/state",         api_state_get,   "state_get",  ROLE_READER,  SCOPE_JOB,    0},
+    {"PUT",    "/v1/jobs/{job}/state",         api_state_put,   "state_put",  ROLE_ADMIN,   SCOPE_JOB,    1},
+    {"GET",    "/v1/methods",                  api_methods,     "methods",    ROLE_READER,  SCOPE_ANY,    0},
+    {"GET",    "/healthz",                     api_healthz,     "healthz",    ROLE_OPEN,    SCOPE_ANY,    0},
+    {"GET",    "/metrics",                     api_metrics,     "metrics",    ROLE_READER,  SCOPE_DAEMON, 0},
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])
@@ -49,18 +51,6 @@ size_t route_count(void) { return N_ROUTES; }
 const char *route_name(size_t i) { return i < N_ROUTES ? routes[i].name : "unknown"; }
 
 size_t route_index(const lwd_route *r) { return r ? (size_t)(r - routes) : N_ROUTES; }
-
-int job_id_valid(const char *id)
-{
-    size_t n = 0;
-    for (; id[n]; n++) {
-        char c = id[n];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return n >= 1 && n <= LWD_JOB_ID_MAX;
-}
 
 /* Does `path` fit `pattern`? Placeholders capture into the out pointers
  * (segment start and length). */
@@ -167,28 +157,6 @@ int route_match(const char *verb, const char *path, lwd_req *rq, const lwd_route
     }
     *route = hit;
     return 0;
-}
-
-cJSON *json_int(int64_t v)
-{
-    /* by hand: snprintf("%lld") was a visible share of a decision's cost */
-    char b[24], *p = b + sizeof b;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    *--p = '\0';
-    do
-        *--p = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
-    if (v < 0)
-        *--p = '-';
-    return cJSON_CreateRaw(p);
-}
-
-cJSON *json_double(double v)
-{
-    cJSON *a = wire_doubles(&v, 1);
-    cJSON *x = a ? cJSON_DetachItemFromArray(a, 0) : NULL;
-    cJSON_Delete(a);
-    return x;
 }
 
 /* ---- answering ---- */

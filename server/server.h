@@ -19,6 +19,8 @@
  *   history.c   the ring of decided steps
  *   state.c     whole-job export and restore
  *   api_*.c     the HTTP handlers (one row of the route table each)
+ *   auth.c      bearer tokens: the token file, who may call what
+ *   tls.c       the TLS certificate and key (libmicrohttpd's GnuTLS support)
  *   metrics.c   Prometheus counters and the /metrics text
  *   journal.c   the data directory: journal, group commit, snapshots, recovery
  *   persist.c   what journal records and snapshot entries hold; replaying them
@@ -68,6 +70,10 @@ typedef struct lwd_config {
     unsigned snapshot_interval_s;  /* snapshot this often if anything changed (0: never) */
     uint64_t journal_max_bytes;    /* snapshot once the journal grows past this (0: never) */
     int truncate_corrupt;          /* start-up: truncate at mid-journal corruption */
+    /* security (auth.c, tls.c) */
+    const char *token_file;        /* bearer tokens; NULL: no tokens, no auth */
+    const char *tls_cert, *tls_key; /* PEM files; both or neither */
+    int allow_remote;              /* listen beyond loopback without tokens */
 } lwd_config;
 
 /* ---- the server ---- */
@@ -113,6 +119,10 @@ typedef struct lwd_req {
     const lwd_route *route;
     char job_id[LWD_JOB_ID_MAX + 1]; /* {job}, "" when the route has none */
     int64_t step;                    /* {step}, -1 when the route has none */
+    /* the job-id prefix the request's bearer token is limited to ("": every
+     * job, and always "" without a token file); copied, so a SIGHUP reload
+     * during the request does not change it */
+    char job_prefix[LWD_JOB_ID_MAX + 1];
     const char *body;                /* the raw body (not NUL-terminated) */
     size_t body_len;
     int answered; /* a reply_* was called */
@@ -121,16 +131,24 @@ typedef struct lwd_req {
 
 typedef void (*lwd_handler)(lwd_req *rq);
 
-/* Roles for the bearer-token check that a later issue adds; the router
- * carries the column so adding auth is filling it in, not a rewrite. */
-enum { ROLE_READER = 0, ROLE_TRAINER = 1, ROLE_ADMIN = 2 };
+/* Who may call a route when the daemon has a token file (auth.c). A role
+ * allows everything a lower one does; ROLE_OPEN needs no token at all. */
+enum { ROLE_OPEN = -1, ROLE_READER = 0, ROLE_TRAINER = 1, ROLE_ADMIN = 2 };
+
+/* What a token's job-id prefix means for a route:
+ *   SCOPE_JOB     the route's {job} must start with the prefix (else 403);
+ *   SCOPE_LIST    any token; the handler shows only jobs under the prefix;
+ *   SCOPE_ANY     any token; nothing job-specific is shown;
+ *   SCOPE_DAEMON  figures over every job: tokens with a prefix get 403. */
+enum { SCOPE_JOB = 0, SCOPE_LIST = 1, SCOPE_ANY = 2, SCOPE_DAEMON = 3 };
 
 struct lwd_route {
     const char *verb;    /* "GET", "PUT", "POST", "DELETE" */
     const char *pattern; /* "/v1/jobs/{job}/steps/{step}" */
     lwd_handler handler;
     const char *name;    /* metrics label */
-    int role;
+    int role;            /* ROLE_*: the least role a token needs */
+    int scope;           /* SCOPE_*: how the token's job prefix applies */
     int body;            /* 1: expects a JSON body */
 };
 
@@ -143,6 +161,9 @@ size_t route_index(const lwd_route *r);
 int route_match(const char *verb, const char *path, lwd_req *rq, const lwd_route **route,
                 char *allow, size_t allow_len, char *msg, size_t msg_len, char *field,
                 size_t field_len);
+
+/* names.c. A job id is 1 to LWD_JOB_ID_MAX characters of [A-Za-z0-9._-]. */
+int job_id_char(char c);
 int job_id_valid(const char *id);
 
 /* Answering. Exactly one reply_* (or req_wait) per request. */
@@ -158,8 +179,8 @@ void reply_error(lwd_req *rq, int status, const char *code, const char *field, c
 /* A library error (code -> status through wire_http_status). */
 void reply_lw_error(lwd_req *rq, const lw_error *err);
 
-/* An integer as a JSON number printed exactly (cJSON prints through a
- * double and an int). */
+/* names.c: an integer as a JSON number printed exactly (cJSON prints
+ * through a double and an int). */
 cJSON *json_int(int64_t v);
 /* A double printed so it reads back to the same bits (wire.c's printer). */
 cJSON *json_double(double v);

@@ -21,6 +21,7 @@ struct lwc {
     char *base;               /* without a trailing '/' */
     struct curl_slist *hdrs;  /* Content-Type, Accept, Authorization */
     long timeout_ms;
+    char *cafile;             /* https: CA certificates to verify with, or NULL */
     lwc_error err;
     /* the answer being read */
     char *buf;
@@ -86,6 +87,8 @@ lwc *lwc_new(const char *base_url, const char *token, long timeout_ms)
     struct curl_slist *h = hdr_add(NULL, "Content-Type: application/json", &ok);
     h = hdr_add(h, "Accept: application/json", &ok);
     h = hdr_add(h, "Expect:", &ok); /* no "100-continue" round trip before a body */
+    if (!token)
+        token = getenv("LOSSWEIGHT_TOKEN");
     if (token && *token) {
         size_t tl = strlen(token) + sizeof "Authorization: Bearer ";
         char *auth = malloc(tl);
@@ -114,10 +117,27 @@ void lwc_free(lwc *c)
         return;
     curl_easy_cleanup(c->curl);
     curl_slist_free_all(c->hdrs);
+    free(c->cafile);
     free(c->base);
     free(c->buf);
     free(c);
     curl_global_cleanup();
+}
+
+int lwc_set_cafile(lwc *c, const char *path)
+{
+    char *p = NULL;
+    if (path) {
+        size_t n = strlen(path) + 1;
+        if (!(p = malloc(n))) {
+            set_err(c, 0, "out_of_memory", "", "out of memory");
+            return -1;
+        }
+        memcpy(p, path, n);
+    }
+    free(c->cafile);
+    c->cafile = p;
+    return 0;
 }
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -223,6 +243,7 @@ static int request(lwc *c, const char *verb, const char *path, const char *body,
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->cafile); /* NULL: libcurl's default */
         if (body) {
             curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));

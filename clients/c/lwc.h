@@ -24,6 +24,12 @@
  * LWC_RETRIES more attempts): the daemon answers an identical resend like
  * the first, so this is safe.
  *
+ * Security. For a daemon with --token-file give lwc_new a bearer token (or
+ * NULL to use $LOSSWEIGHT_TOKEN, if set); a 401 or 403 comes back as an
+ * error with that status and code "unauthorized" / "forbidden", and is not
+ * retried. An https:// base URL speaks TLS, verifying the daemon against
+ * libcurl's CA bundle or the file given to lwc_set_cafile().
+ *
  * Numbers travel as cJSON prints them (15 significant digits, 17 when that
  * is needed to read back the same double), so weights arrive bit for bit.
  */
@@ -71,11 +77,18 @@ typedef struct lwc_decision {
     char method[64];
 } lwc_decision;
 
-/* A client of the daemon at base_url ("http://127.0.0.1:7070"). token: a
- * bearer token or NULL. timeout_ms: per request; keep it above the jobs'
- * barrier_timeout_ms. NULL when out of memory or libcurl fails to start. */
+/* A client of the daemon at base_url ("http://127.0.0.1:7070", or
+ * "https://..." for a daemon with --tls-cert). token: a bearer token; NULL:
+ * $LOSSWEIGHT_TOKEN if set, else none; "": none. timeout_ms: per request;
+ * keep it above the jobs' barrier_timeout_ms. NULL when out of memory or
+ * libcurl fails to start. */
 lwc *lwc_new(const char *base_url, const char *token, long timeout_ms);
 void lwc_free(lwc *c);
+
+/* https: verify the daemon's certificate against the PEM file at path
+ * (e.g. its own self-signed certificate) instead of libcurl's CA bundle;
+ * NULL goes back to the bundle. 0, or -1 (out of memory). */
+int lwc_set_cafile(lwc *c, const char *path);
 
 /* The last call's error (status 0 and code "" after a success). */
 const lwc_error *lwc_last_error(const lwc *c);

@@ -8,14 +8,19 @@
 # Every call prints what it sends and what it gets; any status other than
 # the expected one stops the script with a non-zero exit. The tests run this
 # script against a live daemon (tests/integration/test_curl_walkthrough.py),
-# so these calls are known to work. Set LW_TOKEN to send a bearer token.
+# so these calls are known to work. For a daemon with --token-file set
+# LW_TOKEN (or LOSSWEIGHT_TOKEN) to an admin token without a job prefix (the
+# walk creates and deletes a job and reads /metrics); it is sent as
+# "Authorization: Bearer ..." and never printed. For https:// with a
+# self-signed certificate, point curl at it: CURL_CA_BUNDLE=cert.pem.
 set -euo pipefail
 
 BASE=${1:?usage: walkthrough.sh BASE_URL [JOB]}
 BASE=${BASE%/}
 JOB=${2:-walkthrough-$$}
 AUTH=()
-[ -n "${LW_TOKEN:-}" ] && AUTH=(-H "Authorization: Bearer $LW_TOKEN")
+TOKEN=${LW_TOKEN:-${LOSSWEIGHT_TOKEN:-}}
+[ -n "$TOKEN" ] && AUTH=(-H "Authorization: Bearer $TOKEN")
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -36,11 +37,20 @@ HTTP_TIMEOUT_S = 30.0
 
 
 class Client:
-    """One keep-alive HTTP connection to the daemon."""
+    """One keep-alive HTTP connection to the daemon. token: sent as
+    "Authorization: Bearer <token>" on every request (unless the request's
+    own headers have an Authorization); ssl_context: speak HTTPS with it."""
 
-    def __init__(self, host, port, timeout=HTTP_TIMEOUT_S):
+    def __init__(self, host, port, timeout=HTTP_TIMEOUT_S, token=None, ssl_context=None):
         self.host, self.port, self.timeout = host, port, timeout
-        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.token, self.ssl_context = token, ssl_context
+        self.conn = self._connect()
+
+    def _connect(self):
+        if self.ssl_context is not None:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                               context=self.ssl_context)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     def close(self):
         self.conn.close()
@@ -50,6 +60,8 @@ class Client:
         The answer is checked against proto/ (see the module doc) unless
         check is false."""
         hdrs = dict(headers or {})
+        if self.token is not None and "Authorization" not in hdrs:
+            hdrs["Authorization"] = "Bearer " + self.token
         if body is not None and not isinstance(body, (bytes, bytearray)):
             body = body.encode()
         if body is not None and "Content-Type" not in hdrs:
@@ -62,7 +74,7 @@ class Client:
             contract().check_response(method, path, resp.status, h, data)
         if h.get("connection", "").lower() == "close":
             self.conn.close()
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self.conn = self._connect()
         return resp.status, h, data
 
     def call(self, method, path, doc=None, **kw):
@@ -94,8 +106,8 @@ class Daemon:
         self.url = f"http://{addr}"
         self._clients = []
 
-    def client(self, timeout=HTTP_TIMEOUT_S):
-        c = Client(self.host, self.port, timeout)
+    def client(self, timeout=HTTP_TIMEOUT_S, token=None, ssl_context=None):
+        c = Client(self.host, self.port, timeout, token=token, ssl_context=ssl_context)
         self._clients.append(c)
         return c
 
@@ -202,3 +214,29 @@ def rank_mean(values, samples=None):
             acc += samples[r] * v[k]
         out.append(acc / total)
     return out
+
+
+@pytest.fixture
+def procs(tmp_path):
+    """lossweightd processes on data directories that outlive them
+    (durability_util.Procs), every one stopped at the end."""
+    from durability_util import Procs  # durability_util imports this module
+    p = Procs(tmp_path / "work")
+    yield p
+    p.stop_all()
+
+
+def raw_http(host, port, data, timeout=10):
+    """Send raw bytes on a new connection and read until the daemon closes it."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(data)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    return got

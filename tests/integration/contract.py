@@ -6,11 +6,13 @@ answers and with which body schema (proto/schemas/*.json, JSON Schema
 (AssertionError) when the answer is not what the spec says:
 
   * the path matches no route: only 404 (components/responses/NoRoute),
-    413 or 503 may come back;
+    401 (components/responses/Unauthorized: a daemon with a token file
+    tells nothing about paths without a token), 413 or 503 may come back;
   * the path matches a route but not with this verb: 405 with an Allow header
-    (components/responses/MethodNotAllowed), or 413 / 503;
+    (components/responses/MethodNotAllowed), or 401 / 413 / 503;
   * otherwise the status must be listed under the operation, the
-    Content-Type must be one the response lists, and a JSON body must parse
+    Content-Type must be one the response lists, headers the response marks
+    `required` must be there (WWW-Authenticate on a 401), and a JSON body must parse
     strictly (no duplicate keys, no NaN/Infinity) and validate against the
     response's schema. HEAD is checked as GET, without a body.
 
@@ -36,6 +38,9 @@ EXAMPLES = PROTO / "examples"
 
 # Answers any route (or no route) can give: see openapi.yaml's description.
 ANY_ROUTE = {413: "TooLarge", 503: "Unavailable"}
+# ... and what a path or verb with no operation can give besides 404 / 405
+# (a 401 on a path that has operations must be listed under the operation).
+NO_OPERATION = {401: "Unauthorized"}
 
 
 class StrictJSONError(ValueError):
@@ -170,11 +175,15 @@ class Contract:
         if status in ANY_ROUTE:
             return self._deref({"$ref": "#/components/responses/" + ANY_ROUTE[status]}), where
         if template is None:
-            assert status == 404, f"{where}: no route has this path, so only 404/413/503"
+            if status in NO_OPERATION:
+                return self._deref({"$ref": "#/components/responses/" + NO_OPERATION[status]}), where
+            assert status == 404, f"{where}: no route has this path, so only 404/401/413/503"
             return self._deref({"$ref": "#/components/responses/NoRoute"}), where
         where = f"{method} {path} ({method} {template}) -> {status}"
         if verb not in item:
-            assert status == 405, f"{where}: the spec has no such operation, so only 405/413/503"
+            if status in NO_OPERATION:
+                return self._deref({"$ref": "#/components/responses/" + NO_OPERATION[status]}), where
+            assert status == 405, f"{where}: the spec has no such operation, so only 405/401/413/503"
             return self._deref({"$ref": "#/components/responses/MethodNotAllowed"}), where
         responses = item[verb]["responses"]
         assert str(status) in responses, (
@@ -187,6 +196,9 @@ class Contract:
         resp, where = self.response_spec(method, path, status)
         if status == 405:
             assert headers.get("allow"), f"{where}: a 405 without an Allow header"
+        for name, h in (resp.get("headers") or {}).items():
+            if h.get("required"):
+                assert name.lower() in headers, f"{where}: no {name} header"
         content = resp.get("content") or {}
         if method.upper() == "HEAD":
             return

@@ -16,12 +16,11 @@ a step closed undecided and an open step.
 
 import http.client
 import json
-import socket
 import time
 
 import pytest
 
-from conftest import _start
+from conftest import _start, raw_http
 
 MAX_BODY = 65536
 HISTORY = 4
@@ -392,17 +391,7 @@ def test_bad_request(env, baseline, name, verb, path, body, status, code, field)
 def test_http_level_errors_change_nothing(env, baseline, raw, status):
     """Below HTTP semantics libmicrohttpd answers by itself (openapi.yaml says
     so): not JSON, so not in the table, but state must not change either."""
-    s = socket.create_connection((env.host, env.port), timeout=10)
-    try:
-        s.sendall(raw)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
+    data = raw_http(env.host, env.port, raw)
     if status is None:
         assert data == b"" or data.startswith(b"HTTP/1.1 400"), data[:100]
     else:

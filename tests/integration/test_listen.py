@@ -1,5 +1,6 @@
-"""Listening beyond loopback (DESIGN.md, Security): refused unless forced with
---allow-remote, because bearer tokens and TLS are not implemented yet."""
+"""Listening beyond loopback (DESIGN.md, Security): without a token file,
+refused unless forced with --allow-remote (anyone who can connect could
+change jobs). With tokens it is allowed: tests/integration/test_auth.py."""
 
 import subprocess
 

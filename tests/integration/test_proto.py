@@ -99,6 +99,39 @@ def test_openapi_has_exactly_the_routes_of_the_router():
     assert contract().operations() == routes
 
 
+ROLE_NAMES = {"ROLE_OPEN": "open", "ROLE_READER": "reader", "ROLE_TRAINER": "trainer",
+              "ROLE_ADMIN": "admin"}
+SCOPE_NAMES = {"SCOPE_JOB": "job", "SCOPE_LIST": "list", "SCOPE_ANY": "any",
+               "SCOPE_DAEMON": "daemon"}
+
+
+def router_roles():
+    """{(verb, pattern): (role, scope)} from router.c's table."""
+    src = (ROOT / "server" / "router.c").read_text()
+    table = src[src.index("routes[] = {"):]
+    table = table[:table.index("};")]
+    rows = re.findall(r'\{"(GET|PUT|POST|DELETE|PATCH)",\s*"([^"]+)",\s*\w+,\s*"\w+",\s*'
+                      r'(ROLE_\w+),\s*(SCOPE_\w+),', table)
+    return {(v, p): (ROLE_NAMES[r], SCOPE_NAMES[s]) for v, p, r, s in rows}
+
+
+def test_openapi_roles_and_auth_answers_are_the_routers():
+    """x-lossweight-role / -scope are router.c's columns; 401 is listed
+    exactly where a token is needed, 403 where a token can fall short (a
+    role above reader, a job prefix that applies)."""
+    api = yaml.safe_load(OPENAPI.read_text())
+    roles = router_roles()
+    assert set(roles) == router_table()
+    for (verb, path), (role, scope) in roles.items():
+        op = api["paths"][path][verb.lower()]
+        assert (op["x-lossweight-role"], op["x-lossweight-scope"]) == (role, scope), (verb, path)
+        responses = op["responses"]
+        assert ("401" in responses) == (role != "open"), (verb, path)
+        can_403 = role not in ("open", "reader") or scope in ("job", "daemon")
+        assert ("403" in responses) == can_403, (verb, path)
+        assert (op.get("security") == [{}]) == (role == "open"), (verb, path)
+
+
 @pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
 def test_example_validates_against_its_schema(path):
     """examples/NAME.json and examples/NAME.VARIANT.json are bodies of schemas/NAME.json."""

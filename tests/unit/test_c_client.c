@@ -7,6 +7,10 @@
  * (bounded) for the ready file to name the address. The teardown stops it
  * (SIGTERM, then SIGKILL after a bounded wait) and removes the directory.
  * Without a daemon binary every test is skipped.
+ *
+ * A second daemon runs with a token file and TLS (a self-signed certificate
+ * made with openssl in the same directory) for the token and CA options;
+ * without openssl that test is skipped.
  */
 #include "lwc.h"
 
@@ -23,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/wait.h>
@@ -34,6 +39,12 @@
 static char tmpdir[256];
 static char base_url[128];
 static pid_t daemon_pid = -1;
+/* the daemon with --token-file and --tls-cert */
+static char auth_url[128];
+static char cafile[320];
+static pid_t auth_pid = -1;
+#define ADMIN_TOKEN "c-client-admin-token-0123456789"
+#define READER_TOKEN "c-client-reader-token-0123456789"
 
 static void sleep_ms(long ms)
 {
@@ -62,46 +73,61 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return remove(path);
 }
 
-static void stop_daemon(void)
+static void stop_one(pid_t *pid)
 {
-    if (daemon_pid > 0) {
+    if (*pid > 0) {
         int st;
-        kill(daemon_pid, SIGTERM);
+        kill(*pid, SIGTERM);
         for (int i = 0; i < 500; i++) { /* 10 s */
-            if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid) {
-                daemon_pid = -1;
+            if (waitpid(*pid, &st, WNOHANG) == *pid) {
+                *pid = -1;
                 break;
             }
             sleep_ms(20);
         }
-        if (daemon_pid > 0) {
-            kill(daemon_pid, SIGKILL);
-            waitpid(daemon_pid, &st, 0);
-            daemon_pid = -1;
+        if (*pid > 0) {
+            kill(*pid, SIGKILL);
+            waitpid(*pid, &st, 0);
+            *pid = -1;
         }
     }
+}
+
+static void stop_daemon(void)
+{
+    stop_one(&daemon_pid);
+    stop_one(&auth_pid);
     if (tmpdir[0]) {
         nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
         tmpdir[0] = '\0';
     }
 }
 
-static int start_daemon(void **state)
+/* Start lossweightd in dir (made) with extra flags; waits for its ready
+ * file and sets url ("SCHEME://ADDR") and *pid. 0 or -1. */
+static int spawn(const char *exe, const char *dir, const char *scheme, const char *const *extra,
+                 size_t n_extra, char *url, size_t url_len, pid_t *pid_out)
 {
-    (void)state;
-    char exe[1024], ready[512], data[512], log[512];
-    if (daemon_path(exe, sizeof exe) != 0) {
-        fprintf(stderr, "no daemon binary at %s: the C client tests are skipped\n", exe);
-        return 0;
-    }
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lwc-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        tmpdir[0] = '\0';
+    char ready[512], data[512], log[512];
+    const char *argv[32];
+    size_t argc = 0;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return -1;
-    }
-    snprintf(ready, sizeof ready, "%s/ready", tmpdir);
-    snprintf(data, sizeof data, "%s/data", tmpdir);
-    snprintf(log, sizeof log, "%s/log", tmpdir);
+    snprintf(ready, sizeof ready, "%s/ready", dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    argv[argc++] = exe;
+    argv[argc++] = "--listen";
+    argv[argc++] = "127.0.0.1:0";
+    argv[argc++] = "--ready-file";
+    argv[argc++] = ready;
+    argv[argc++] = "--data-dir";
+    argv[argc++] = data;
+    argv[argc++] = "--log-level";
+    argv[argc++] = "warn";
+    for (size_t i = 0; i < n_extra && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -114,11 +140,10 @@ static int start_daemon(void **state)
         }
         if (in >= 0)
             dup2(in, 0);
-        execl(exe, exe, "--listen", "127.0.0.1:0", "--ready-file", ready, "--data-dir", data,
-              "--log-level", "warn", (char *)NULL);
+        execv(exe, (char *const *)argv);
         _exit(127);
     }
-    daemon_pid = pid;
+    *pid_out = pid;
     for (int i = 0; i < 500; i++) { /* 10 s */
         char addr[96] = "";
         FILE *f = fopen(ready, "r");
@@ -128,20 +153,71 @@ static int start_daemon(void **state)
             fclose(f);
         }
         if (addr[0]) {
-            snprintf(base_url, sizeof base_url, "http://%s", addr);
+            snprintf(url, url_len, "%s://%s", scheme, addr);
             return 0;
         }
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
-            daemon_pid = -1;
+            *pid_out = -1;
             fprintf(stderr, "lossweightd exited before it was ready (see %s)\n", log);
             return -1;
         }
         sleep_ms(20);
     }
     fprintf(stderr, "lossweightd did not write %s in time\n", ready);
-    stop_daemon();
+    stop_one(pid_out);
     return -1;
+}
+
+/* The second daemon: a token file, a self-signed certificate (openssl). */
+static int start_auth_daemon(const char *exe)
+{
+    char dir[300], tokens[320], key[320], cmd[2048];
+    snprintf(dir, sizeof dir, "%s/auth", tmpdir);
+    snprintf(tokens, sizeof tokens, "%s/tokens", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(cafile, sizeof cafile, "%s/cert.pem", dir);
+    if (mkdir(dir, 0700) != 0)
+        return -1;
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout '%s' -out '%s' -days 2 -subj /CN=lwc-test "
+             "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+             key, cafile);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "openssl failed or is missing: the token/TLS test is skipped\n");
+        return 0;
+    }
+    FILE *f = fopen(tokens, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%s admin\n%s reader\n", ADMIN_TOKEN, READER_TOKEN);
+    fclose(f);
+    chmod(tokens, 0600);
+    const char *extra[] = {"--token-file", tokens, "--tls-cert", cafile, "--tls-key", key};
+    return spawn(exe, dir, "https", extra, 6, auth_url, sizeof auth_url, &auth_pid);
+}
+
+static int start_daemon(void **state)
+{
+    (void)state;
+    char exe[1024], dir[300];
+    if (daemon_path(exe, sizeof exe) != 0) {
+        fprintf(stderr, "no daemon binary at %s: the C client tests are skipped\n", exe);
+        return 0;
+    }
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lwc-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        tmpdir[0] = '\0';
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s/plain", tmpdir);
+    if (spawn(exe, dir, "http", NULL, 0, base_url, sizeof base_url, &daemon_pid) != 0 ||
+        start_auth_daemon(exe) != 0) {
+        stop_daemon();
+        return -1;
+    }
+    return 0;
 }
 
 static int teardown(void **state)
@@ -345,6 +421,55 @@ static void test_no_daemon_is_a_transport_error(void **state)
     lwc_free(c);
 }
 
+static void test_tokens_and_tls(void **state)
+{
+    (void)state;
+    if (!auth_url[0])
+        skip();
+    double L[2] = {1.0, 2.0}, w[2];
+    lwc_decision d;
+    const char *tasks[] = {"a", "b"};
+    /* no token ("" is none, whatever the environment says) */
+    lwc *c = lwc_new(auth_url, "", 10000);
+    assert_non_null(c);
+    assert_int_equal(lwc_set_cafile(c, cafile), 0);
+    assert_int_equal(lwc_weights(c, "c-tls", w, 2, &d), -1);
+    assert_int_equal(lwc_last_error(c)->status, 401);
+    assert_string_equal(lwc_last_error(c)->code, "unauthorized");
+    assert_string_equal(lwc_last_error(c)->field, "Authorization");
+    lwc_free(c);
+    /* the admin token over TLS */
+    c = lwc_new(auth_url, ADMIN_TOKEN, 10000);
+    assert_non_null(c);
+    assert_int_equal(lwc_set_cafile(c, cafile), 0);
+    assert_int_equal(lwc_create_job(c, "c-tls", tasks, 2, "ew", 1, NULL), 0);
+    lwc_report r = {.rank = 0, .step = 0, .epoch = -1, .n_tasks = 2, .losses = L, .wait_ms = -1};
+    assert_int_equal(lwc_report_post(c, "c-tls", &r, w, 2, &d), 0);
+    assert_string_equal(d.status, "decided");
+    lwc_free(c);
+    /* a reader from the environment: may read, may not delete */
+    setenv("LOSSWEIGHT_TOKEN", READER_TOKEN, 1);
+    c = lwc_new(auth_url, NULL, 10000);
+    unsetenv("LOSSWEIGHT_TOKEN");
+    assert_non_null(c);
+    assert_int_equal(lwc_set_cafile(c, cafile), 0);
+    assert_int_equal(lwc_weights(c, "c-tls", w, 2, &d), 0);
+    assert_int_equal(d.step, 0);
+    assert_int_equal(lwc_delete_job(c, "c-tls"), -1);
+    assert_int_equal(lwc_last_error(c)->status, 403);
+    assert_string_equal(lwc_last_error(c)->code, "forbidden");
+    lwc_free(c);
+    /* without the CA: the certificate does not verify (not retried) */
+    c = lwc_new(auth_url, ADMIN_TOKEN, 10000);
+    assert_non_null(c);
+    time_t t0 = time(NULL);
+    assert_int_equal(lwc_weights(c, "c-tls", w, 2, &d), -1);
+    assert_true(time(NULL) - t0 < 5);
+    assert_int_equal(lwc_last_error(c)->status, 0);
+    assert_string_equal(lwc_last_error(c)->code, "transport");
+    lwc_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_gram_report),
         cmocka_unit_test(test_errors_carry_status_code_and_field),
         cmocka_unit_test(test_no_daemon_is_a_transport_error),
+        cmocka_unit_test(test_tokens_and_tls),
     };
     return cmocka_run_group_tests(tests, start_daemon, teardown);
 }

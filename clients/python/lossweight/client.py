@@ -19,6 +19,13 @@ same double, and parses the daemon's shortest round-trip numbers exactly, so
 weights arrive bit for bit as the daemon computed them. NaN and infinities
 are refused before anything is sent (the daemon would refuse them too).
 
+Security. A daemon started with --token-file wants a bearer token on every
+call but healthz: pass `token=`, or set LOSSWEIGHT_TOKEN in the environment
+(read when `token` is not given). An https:// URL speaks TLS, verifying the
+daemon's certificate against the system's CAs or `cafile=` (a PEM file,
+e.g. the daemon's own self-signed certificate). 401 raises Unauthorized, 403
+Forbidden; neither is retried, nor is a certificate that fails to verify.
+
 Timeouts. In barrier mode a report waits until every rank has reported the
 step (up to the job's barrier_timeout_ms, 60 s by default), so the client's
 socket timeout (`timeout`, 120 s by default) must exceed the job's barrier
@@ -31,6 +38,7 @@ import json
 import math
 import os
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -199,9 +207,13 @@ _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
 class Client:
     """A client of one lossweightd.
 
-    url:     the daemon's base URL, "http://127.0.0.1:7070" (https works too;
-             a path prefix is kept, for a daemon behind a reverse proxy)
-    token:   a bearer token, sent as "Authorization: Bearer <token>"
+    url:     the daemon's base URL, "http://127.0.0.1:7070" or, for a daemon
+             with --tls-cert, "https://..."; a path prefix is kept, for a
+             daemon behind a reverse proxy
+    token:   a bearer token, sent as "Authorization: Bearer <token>"; None
+             (the default): $LOSSWEIGHT_TOKEN if set, else none; "": none
+    cafile:  https: a PEM file of the CA certificate(s) to verify the daemon
+             with, instead of the system's (e.g. its self-signed certificate)
     timeout: socket timeout in seconds for every call; keep it above the
              jobs' barrier_timeout_ms (see the module doc)
     retries: how many times a retryable call is sent again (so at most
@@ -210,7 +222,8 @@ class Client:
     """
 
     def __init__(self, url: str, token: Optional[str] = None, timeout: float = 120.0,
-                 retries: int = 6, backoff: float = 0.05, max_backoff: float = 2.0):
+                 retries: int = 6, backoff: float = 0.05, max_backoff: float = 2.0,
+                 cafile: Optional[str] = None):
         u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https"):
             raise ValueError("url must be http:// or https://, not %r" % url)
@@ -221,7 +234,13 @@ class Client:
         self._host = u.hostname
         self._port = u.port or (443 if self._https else 80)
         self._prefix = u.path.rstrip("/")
-        self.token = token
+        if token is None:
+            token = os.environ.get("LOSSWEIGHT_TOKEN") or None
+        self.token = token or None
+        if cafile is not None and not self._https:
+            raise ValueError("cafile is for https:// URLs, not %r" % url)
+        # one context for every connection (and thread): it loads the CAs once
+        self._ssl = ssl.create_default_context(cafile=cafile) if self._https else None
         self.timeout = timeout
         self.retries = max(0, int(retries))
         self.backoff = backoff
@@ -237,7 +256,8 @@ class Client:
         if c is not None and getattr(loc, "pid", None) == os.getpid():
             return c, True
         if self._https:
-            c = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
+            c = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
+                                            context=self._ssl)
         else:
             c = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
         loc.conn, loc.pid = c, os.getpid()
@@ -294,6 +314,10 @@ class Client:
         while True:
             try:
                 status, data, ctype = self._once(verb, path, body)
+            except ssl.SSLCertVerificationError as e:
+                # not a transient failure: no retry
+                raise ConnectionFailed(None, "tls_verify_failed", "%s %s: %s" % (
+                    verb, self.url + path, e)) from None
             except _RETRYABLE as e:
                 last = e
                 # A kept-alive connection the daemon has closed (idle) fails
