@@ -3,9 +3,9 @@
 #   make            build build/lossweightd, build/lossweight, the libraries
 #   make run        install missing packages, build, start lossweightd on 127.0.0.1:7070
 #   make test       install missing packages, build, run every test
-#   make check      the unit tests under AddressSanitizer + UBSan (build-san/)
+#   make check      unit + integration tests under AddressSanitizer + UBSan (build-san/)
 #   make bench      benchmarks (figures, not pass/fail)
-#   make fuzz       a longer libFuzzer run over request parsing
+#   make fuzz       longer libFuzzer runs: request bodies, journal/snapshot recovery
 #   make install    PREFIX=/usr/local DESTDIR= (GNU dirs)
 #   make deps       apt-get the Debian packages we build and test with
 #
@@ -168,19 +168,28 @@ bench: all $(BENCH_BIN) bench-deps
 	    for s in tests/bench/*.sh; do echo "== $$s"; BUILD=$(BUILD) bash $$s || exit 1; done; fi
 
 # ---- fuzzing ----
-# tests/fuzz/fuzz_body.c: libFuzzer over the request-body path (server/body.c,
-# server/wire.c, lib/), everything built with clang, ASan and UBSan into
-# $(BUILD)/fuzz/, where the corpus also lives. `make fuzz` runs it for
-# FUZZ_SECONDS; `make test` runs FUZZ_SHORT_SECONDS of it (fuzz-short), tallied
-# like a unit test.
+# Two libFuzzer targets, everything built with clang, ASan and UBSan into
+# $(BUILD)/fuzz/, where their corpora also live:
+#   tests/fuzz/fuzz_body.c     the request-body path (server/body.c,
+#                              server/wire.c, lib/)
+#   tests/fuzz/fuzz_journal.c  the durability reader: recovery's decoding and
+#                              applying of snapshot and journal files
+#                              (server/persist.c and what it drives); its seeds
+#                              come from running $(DAEMON) (seed_journal.sh)
+# `make fuzz` runs each for FUZZ_SECONDS; `make test` runs FUZZ_SHORT_SECONDS
+# of each (fuzz-short), tallied like unit tests.
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 20
 FUZZ_DIR    := $(BUILD)/fuzz
 FUZZ_BIN    := $(FUZZ_DIR)/fuzz_body
+FUZZ_JOURNAL_BIN := $(FUZZ_DIR)/fuzz_journal
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Ilib -Iserver $(DEP_CFLAGS) -O1 -g \
                -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ    := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(LIB_SRC) $(WIRE_SRC) server/body.c)
+# recovery and what it drives; fuzz_journal.c stands in for the rest
+FUZZ_JOURNAL_OBJ := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(LIB_SRC) $(WIRE_SRC) \
+               $(addprefix server/,persist.c crc32c.c jobs.c steps.c state.c history.c log.c names.c))
 
 $(FUZZ_DIR)/%.o: %.c $(wildcard lib/*.h server/*.h)
 	@mkdir -p $(dir $@)
@@ -190,11 +199,21 @@ $(FUZZ_BIN): tests/fuzz/fuzz_body.c $(FUZZ_OBJ)
 	$(call say,LD,$@)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ \
 	    $(DEP_LIBS) $(LAPACK_LIBS) -lm
 
-fuzz: $(FUZZ_BIN)
-	@LW_FUZZ=$(FUZZ_BIN) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
+$(FUZZ_JOURNAL_BIN): tests/fuzz/fuzz_journal.c $(FUZZ_JOURNAL_OBJ)
+	$(call say,LD,$@)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ \
+	    $(DEP_LIBS) $(LAPACK_LIBS) -lm
 
-fuzz-short: $(FUZZ_BIN)
-	@LW_FUZZ=$(FUZZ_BIN) FUZZ_SECONDS=$(FUZZ_SHORT_SECONDS) tests/run.sh unit tests/fuzz/run.sh
+fuzz: $(FUZZ_BIN) $(FUZZ_JOURNAL_BIN) $(DAEMON)
+	@st=0; \
+	LW_FUZZ=$(FUZZ_BIN) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh || st=1; \
+	LW_FUZZ=$(FUZZ_JOURNAL_BIN) LW_DAEMON=$(DAEMON) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	    tests/fuzz/run.sh || st=1; exit $$st
+
+fuzz-short: $(FUZZ_BIN) $(FUZZ_JOURNAL_BIN) $(DAEMON)
+	@st=0; \
+	LW_FUZZ=$(FUZZ_BIN) FUZZ_SECONDS=$(FUZZ_SHORT_SECONDS) tests/run.sh unit tests/fuzz/run.sh || st=1; \
+	LW_FUZZ=$(FUZZ_JOURNAL_BIN) LW_DAEMON=$(DAEMON) FUZZ_SECONDS=$(FUZZ_SHORT_SECONDS) \
+	    tests/run.sh unit tests/fuzz/run.sh || st=1; exit $$st
 
 # ---- packages ----
 

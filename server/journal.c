@@ -51,7 +51,11 @@
  * bad record in an earlier segment, a valid record that does not apply) is
  * corruption: the daemon names the file and offset and refuses to start,
  * unless --truncate-corrupt, which copies the bytes from X on to
- * FILE.corrupt-X, truncates there and moves later segments aside.
+ * FILE.corrupt-X, truncates there and moves later segments aside. What a
+ * file's bytes amount to is decided by persist.c (persist_replay_segment,
+ * persist_load_snapshot: bytes in, records applied, an outcome out, no I/O,
+ * which the fuzz target tests/fuzz/fuzz_journal.c drives); this file maps
+ * the files and does what the outcome says.
  *
  * Threads: everything runs on the loop thread except the work functions
  * (sync_work, snap_work), which touch only the file descriptors and bytes
@@ -79,9 +83,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FILE_HDR 16
-#define SEG_MAGIC "LWJOURN\001"
-#define SNAP_MAGIC "LWSNAPS\001"
 #define MAX_SEGS 8                 /* open segments: the current one and old ones not yet synced */
 #define SNAP_RETRY_MS 5000         /* after a failed snapshot; doubling while they fail */
 #define SNAP_RETRY_MAX_MS 300000
@@ -205,12 +206,6 @@ static int pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
         p += w, n -= (size_t)w, off += (uint64_t)w;
     }
     return 0;
-}
-
-static void file_header(uint8_t h[FILE_HDR], const char *magic, uint64_t no)
-{
-    memcpy(h, magic, 8);
-    le_put64(h + 8, no);
 }
 
 static void log_io_error(const char *event, const char *what, const char *path, int e)
@@ -700,19 +695,6 @@ static void unmap_file(mapped *m)
     m->fd = -1;
 }
 
-/* Is there a valid record anywhere at or after `from`? */
-static int valid_record_after(const uint8_t *p, size_t n, size_t from)
-{
-    int type;
-    const uint8_t *pl;
-    size_t len;
-    const char *why;
-    for (size_t o = from; o + REC_HDR <= n; o++)
-        if (rec_check(p + o, n - o, &type, &pl, &len, &why) == 0)
-            return 1;
-    return 0;
-}
-
 static void refuse(const char *path, uint64_t off, const char *why, const char *detail)
 {
     log_begin(LL_ERROR, "journal_corrupt");
@@ -760,139 +742,91 @@ typedef struct rstats {
     int truncated; /* --truncate-corrupt cut here: later segments go aside */
 } rstats;
 
-/* Replay segment `no`. 0, or -1 (logged). *size: its length after recovery. */
+/* Replay segment `no` (persist_replay_segment decides; this acts on the
+ * file). 0, or -1 (logged). *size: its length after recovery. */
 static int replay_segment(uint64_t no, int last, rstats *st, uint64_t *size)
 {
-    char path[PATH_MAX + 64], msg[512];
+    char path[PATH_MAX + 64];
     mapped m;
-    uint8_t h[FILE_HDR];
+    persist_result r;
     seg_path(path, sizeof path, no);
     if (map_file(path, 1, &m) != 0)
         return -1;
     st->segments++;
-    file_header(h, SEG_MAGIC, no);
-    if (m.n < FILE_HDR) {
-        if (!last || (m.n && memcmp(m.p, h, m.n) != 0)) {
-            refuse(path, 0, "segment header cut short", NULL);
-            unmap_file(&m);
-            return -1;
-        }
+    persist_replay_segment(m.p, m.n, no, last, &r);
+    st->records += r.records;
+    switch (r.outcome) {
+    case PERSIST_OK: break;
+    case PERSIST_TORN_HEADER:
         st->torn_bytes += m.n;
         *size = 0; /* the header is rewritten when the segment is opened */
         unmap_file(&m);
         return 0;
-    }
-    if (memcmp(m.p, h, FILE_HDR) != 0) {
-        refuse(path, 0, "not a journal segment header (or another segment's)", NULL);
-        unmap_file(&m);
-        return -1;
-    }
-    size_t off = FILE_HDR;
-    while (off < m.n) {
-        int type;
-        const uint8_t *pl;
-        size_t len;
-        const char *why;
-        if (rec_check(m.p + off, m.n - off, &type, &pl, &len, &why) == 0) {
-            if (persist_apply(type, pl, len, msg, sizeof msg) == 0) {
-                off += REC_HDR + len;
-                st->records++;
-                continue;
-            }
-            why = "a record that does not apply";
-        } else if (last && !valid_record_after(m.p, m.n, off + 1)) {
-            /* a torn last write: drop it */
-            if (ftruncate(m.fd, (off_t)off) != 0 || fsync(m.fd) != 0) {
-                log_io_error("recovery_failed", "ftruncate", path, errno);
-                unmap_file(&m);
-                return -1;
-            }
-            log_begin(LL_WARN, "torn_tail_dropped");
-            log_str("file", path);
-            log_int("offset", (long long)off);
-            log_int("bytes", (long long)(m.n - off));
-            log_str("reason", why);
-            log_end();
-            st->torn_bytes += m.n - off;
-            m.n = off;
-            break;
-        } else {
-            msg[0] = '\0';
-        }
-        if (!srv.cfg.truncate_corrupt) {
-            refuse(path, off, why, msg[0] ? msg : NULL);
+    case PERSIST_TORN: /* a torn last write: drop it */
+        if (ftruncate(m.fd, (off_t)r.off) != 0 || fsync(m.fd) != 0) {
+            log_io_error("recovery_failed", "ftruncate", path, errno);
             unmap_file(&m);
             return -1;
         }
-        if (truncate_at(path, m.fd, m.p, m.n, off) != 0) {
+        log_begin(LL_WARN, "torn_tail_dropped");
+        log_str("file", path);
+        log_int("offset", (long long)r.off);
+        log_int("bytes", (long long)(m.n - r.off));
+        log_str("reason", r.why);
+        log_end();
+        st->torn_bytes += m.n - r.off;
+        m.n = r.off;
+        break;
+    case PERSIST_CORRUPT:
+        if (!srv.cfg.truncate_corrupt) {
+            refuse(path, r.off, r.why, r.detail[0] ? r.detail : NULL);
+            unmap_file(&m);
+            return -1;
+        }
+        if (truncate_at(path, m.fd, m.p, m.n, r.off) != 0) {
             unmap_file(&m);
             return -1;
         }
         st->truncated = 1;
-        m.n = off;
+        m.n = r.off;
         break;
+    default: /* PERSIST_BAD_HEADER */
+        refuse(path, 0, r.why, NULL);
+        unmap_file(&m);
+        return -1;
     }
     *size = m.n;
     unmap_file(&m);
     return 0;
 }
 
-/* Check a snapshot completely; load it only if all of it is sound.
- * 1: loaded; 0: invalid (logged, nothing loaded); -1: fatal. */
+/* Check a snapshot completely; load it only if all of it is sound
+ * (persist_load_snapshot). 1: loaded; 0: invalid (logged, nothing
+ * loaded); -1: fatal. */
 static int load_snapshot(uint64_t no, size_t *njobs)
 {
-    char path[PATH_MAX + 64], msg[512];
+    char path[PATH_MAX + 64];
     mapped m;
-    uint8_t h[FILE_HDR];
-    int type;
-    const uint8_t *pl;
-    size_t len, off, count = 0;
-    const char *why = NULL;
+    persist_result r;
     snap_path(path, sizeof path, no);
     if (map_file(path, 0, &m) != 0)
         return -1;
-    file_header(h, SNAP_MAGIC, no);
-    off = FILE_HDR;
-    if (m.n < FILE_HDR || memcmp(m.p, h, FILE_HDR) != 0) {
-        why = "bad snapshot header";
-        off = 0;
-    }
-    while (!why) {
-        if (rec_check(m.p + off, m.n - off, &type, &pl, &len, &why) != 0)
-            break;
-        if (type == REC_SNAP_END) {
-            if (len != 8 || le_get64(pl) != count || off + REC_HDR + len != m.n)
-                why = "bad end record";
-            break;
-        }
-        if (type != REC_SNAP_JOB) {
-            why = "a record that does not belong in a snapshot";
-            break;
-        }
-        count++;
-        off += REC_HDR + len;
-    }
-    if (why) {
+    persist_load_snapshot(m.p, m.n, no, &r);
+    if (r.outcome == PERSIST_INVALID) {
         log_begin(LL_WARN, "snapshot_invalid");
         log_str("file", path);
-        log_int("offset", (long long)off);
-        log_str("error", why);
+        log_int("offset", (long long)r.off);
+        log_str("error", r.why);
         log_end();
         unmap_file(&m);
         return 0;
     }
-    for (off = FILE_HDR;;) {
-        rec_check(m.p + off, m.n - off, &type, &pl, &len, &why);
-        if (type == REC_SNAP_END)
-            break;
-        if (persist_load_job(pl, len, msg, sizeof msg) != 0) {
-            refuse(path, off, "a snapshot entry that does not load", msg);
-            unmap_file(&m);
-            return -1;
-        }
-        off += REC_HDR + len;
+    if (r.outcome != PERSIST_OK) {
+        refuse(path, r.off, r.why, r.detail);
+        unmap_file(&m);
+        return -1;
     }
-    *njobs = count;
+    *njobs = (size_t)r.records;
     unmap_file(&m);
     return 1;
 }

@@ -33,9 +33,12 @@
 #include "crc32c.h"
 #include "jobs.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define STEP_MAX ((int64_t)1 << 53) /* steps and epochs on the wire are in [0, 2^53] */
 
 /* ---- buffers and framing ---- */
 
@@ -309,6 +312,38 @@ static cJSON *parse_json(const uint8_t *p, size_t n)
     return cJSON_ParseWithLengthOpts((const char *)p, n, NULL, 0);
 }
 
+static int all_finite(const double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
+/* A journaled report is the parsed body of an accepted request, so it must
+ * be one wire_parse_report() could have produced: anything else is damage
+ * that a checksum happened not to catch (or a hand-made file), and
+ * replaying it would put numbers in the job that no request can. */
+static const char *report_invalid(const wire_report *r, unsigned parts, size_t T)
+{
+    if (parts & ~(unsigned)(HAS_LOSSES | HAS_GRAD_NORMS | HAS_GRAM | HAS_LOSSES_AFTER))
+        return "unknown parts";
+    if (r->step < 0 || r->step > STEP_MAX)
+        return "step out of range";
+    if (r->epoch < -1 || r->epoch > STEP_MAX)
+        return "epoch out of range";
+    if (r->has_samples != 0 && r->has_samples != 1)
+        return "bad samples flag";
+    if (r->has_samples ? !(isfinite(r->samples) && r->samples > 0) : r->samples != 1.0)
+        return "samples out of range";
+    if ((r->losses && !all_finite(r->losses, T)) ||
+        (r->grad_norms && !all_finite(r->grad_norms, T)) ||
+        (r->gram && !all_finite(r->gram, T * T)) ||
+        (r->losses_after && !all_finite(r->losses_after, T)))
+        return "a number that is not finite";
+    return NULL;
+}
+
 static int apply_report(lwd_job *j, cur *c, char *msg, size_t msglen)
 {
     size_t T = j->T;
@@ -336,6 +371,11 @@ static int apply_report(lwd_job *j, cur *c, char *msg, size_t msglen)
         get_f64s(c, r.losses_after = buf + 2 * T + T * T, T);
     if (c->bad || c->off != c->n) {
         snprintf(msg, msglen, "job \"%s\": a report record of the wrong size", j->id);
+        return -1;
+    }
+    const char *bad = report_invalid(&r, parts, T);
+    if (bad) {
+        snprintf(msg, msglen, "job \"%s\": a report no request could carry (%s)", j->id, bad);
         return -1;
     }
     return steps_replay_report(j, &r, msg, msglen);
@@ -375,6 +415,10 @@ int persist_apply(int type, const uint8_t *p, size_t n, char *msg, size_t msglen
                      err.field[0] ? " (field " : "", err.field[0] ? err.field : "");
             if (err.field[0])
                 strncat(msg, ")", msglen - strlen(msg) - 1);
+            return -1;
+        }
+        if (persist_check_job(nj, msg, msglen) != 0) {
+            job_free(nj);
             return -1;
         }
         if (j) {
@@ -482,11 +526,42 @@ int persist_snapshot(jbuf *b, size_t *njobs)
     return 0;
 }
 
+/* The same decision (the snapshot's history must end with the document's
+ * latest, which state_import checked). */
+static int same_decision(const lwd_job *j, const lwd_decision *a, const lwd_decision *b)
+{
+    size_t bm = ((size_t)j->world + 7) / 8;
+    return a->step == b->step && a->epoch == b->epoch && a->has == b->has &&
+           a->nranks == b->nranks && !a->present == !b->present &&
+           (!a->present || memcmp(a->present, b->present, bm) == 0) &&
+           memcmp(a->data, b->data, (packed_len(j, a->has) + j->T) * sizeof(double)) == 0;
+}
+
 static int load_history(lwd_job *j, cur *c, char *msg, size_t msglen)
 {
     int64_t last = j->last_decided;
     size_t bm = ((size_t)j->world + 7) / 8;
     uint64_t nh = get_u64(c);
+    /* keep the document's latest decision to compare with the history's */
+    lwd_decision latest;
+    memset(&latest, 0, sizeof latest);
+    const lwd_decision *dl = hist_latest(&j->hist);
+    if (dl) {
+        latest = *dl;
+        latest.body = NULL;
+        latest.data = malloc((packed_len(j, dl->has) + j->T) * sizeof(double));
+        latest.present = dl->present ? malloc(bm) : NULL;
+        if (!latest.data || (dl->present && !latest.present)) {
+            free(latest.data);
+            free(latest.present);
+            snprintf(msg, msglen, "out of memory");
+            return -1;
+        }
+        memcpy(latest.data, dl->data, (packed_len(j, dl->has) + j->T) * sizeof(double));
+        if (dl->present)
+            memcpy(latest.present, dl->present, bm);
+    }
+    int rc = -1;
     hist_clear(&j->hist);
     j->last_decided = -1;
     for (uint64_t i = 0; i < nh && !c->bad; i++) {
@@ -503,7 +578,7 @@ static int load_history(lwd_job *j, cur *c, char *msg, size_t msglen)
             d.nranks < 1 || d.nranks > j->world) {
             snprintf(msg, msglen, "job \"%s\": history entry %llu does not fit the job", j->id,
                      (unsigned long long)i);
-            return -1;
+            goto out;
         }
         d.data = malloc(nd * sizeof(double));
         d.present = pm ? malloc(bm) : NULL;
@@ -511,7 +586,7 @@ static int load_history(lwd_job *j, cur *c, char *msg, size_t msglen)
             free(d.data);
             free(d.present);
             snprintf(msg, msglen, "out of memory");
-            return -1;
+            goto out;
         }
         if (pm)
             memcpy(d.present, pm, bm);
@@ -521,15 +596,24 @@ static int load_history(lwd_job *j, cur *c, char *msg, size_t msglen)
             free(d.present);
             snprintf(msg, msglen, "job \"%s\": history entry %llu is cut short", j->id,
                      (unsigned long long)i);
-            return -1;
+            goto out;
         }
     }
     if (j->last_decided != last) {
         snprintf(msg, msglen, "job \"%s\": the history ends at step %lld, the state at %lld",
                  j->id, (long long)j->last_decided, (long long)last);
-        return -1;
+        goto out;
     }
-    return 0;
+    if (dl && !same_decision(j, &latest, hist_latest(&j->hist))) {
+        snprintf(msg, msglen, "job \"%s\": the history's last step is not the state's latest",
+                 j->id);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(latest.data);
+    free(latest.present);
+    return rc;
 }
 
 int persist_load_job(const uint8_t *p, size_t n, char *msg, size_t msglen)
@@ -563,7 +647,13 @@ int persist_load_job(const uint8_t *p, size_t n, char *msg, size_t msglen)
         goto bad;
     for (int r = 0; r < j->world; r++) {
         lwd_rank *rk = &j->ranks[r];
+        int64_t doc_last = rk->last_step; /* the document's rank_steps (and open reports) */
         rk->last_step = get_i64(&c);
+        if (!c.bad && rk->last_step != doc_last) {
+            snprintf(msg, msglen, "job \"%s\": rank %d's last step is %lld, the state says %lld",
+                     id, r, (long long)rk->last_step, (long long)doc_last);
+            goto bad;
+        }
         rk->n = get_u32(&c);
         rk->next = get_u32(&c);
         for (int k = 0; k < LWD_RANK_RECENT; k++) {
@@ -590,6 +680,8 @@ int persist_load_job(const uint8_t *p, size_t n, char *msg, size_t msglen)
         snprintf(msg, msglen, "job \"%s\": trailing bytes in the snapshot entry", id);
         goto bad;
     }
+    if (persist_check_job(j, msg, msglen) != 0)
+        goto bad;
     jobs_insert(j);
     return 0;
 bad:
@@ -607,4 +699,230 @@ void persist_recovered(void)
             steps_arm_timer(j, p);
     }
     free(v);
+}
+
+/* ---- what a job must look like ---- */
+
+static int popcount8(unsigned x)
+{
+    int n = 0;
+    for (; x; x &= x - 1)
+        n++;
+    return n;
+}
+
+/* A ranks bitmap of `world` bits with exactly `n` set and none beyond. */
+static int bitmap_fits(const uint8_t *b, int world, int n)
+{
+    size_t bm = ((size_t)world + 7) / 8;
+    int set = 0;
+    for (size_t i = 0; i < bm; i++)
+        set += popcount8(b[i]);
+    if (world % 8 && b[bm - 1] >> (world % 8))
+        return 0;
+    return set == n;
+}
+
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(msg, msglen, __VA_ARGS__);                                                        \
+        return -1;                                                                                 \
+    } while (0)
+
+int persist_check_job(const lwd_job *j, char *msg, size_t msglen)
+{
+    const size_t T = j->T;
+    const unsigned known = HAS_LOSSES | HAS_GRAD_NORMS | HAS_GRAM | HAS_LOSSES_AFTER;
+    if (!job_id_valid(j->id))
+        BAD("a job with an invalid id");
+    if (j->world < 1 || j->min_ranks < 1 || j->min_ranks > j->world || T < 1)
+        BAD("job \"%s\": bad shape", j->id);
+
+    /* history: ascending steps, the last one is last_decided */
+    int64_t prev = -1;
+    for (size_t i = 0; i < j->hist.len; i++) {
+        const lwd_decision *d = hist_at(&j->hist, i);
+        if (d->step <= prev || d->step > STEP_MAX)
+            BAD("job \"%s\": history entry %zu: step %lld out of order", j->id, i,
+                (long long)d->step);
+        prev = d->step;
+        if ((d->has & ~known) || d->epoch < -1 || d->epoch > STEP_MAX)
+            BAD("job \"%s\": history entry %zu: bad parts or epoch", j->id, i);
+        if (d->nranks < 1 || d->nranks > j->world ||
+            (d->present ? d->nranks == j->world || !bitmap_fits(d->present, j->world, d->nranks)
+                        : d->nranks != j->world))
+            BAD("job \"%s\": history entry %zu: ranks do not add up", j->id, i);
+        if (!all_finite(d->data, packed_len(j, d->has) + T))
+            BAD("job \"%s\": history entry %zu: a number that is not finite", j->id, i);
+    }
+    if (j->hist.len ? prev != j->last_decided : j->last_decided != -1)
+        BAD("job \"%s\": last decided step %lld is not the history's", j->id,
+            (long long)j->last_decided);
+
+    /* open steps: ascending, after the last decided one, reports that a
+     * request could have carried, all of one shape */
+    size_t n_open = 0;
+    prev = j->last_decided;
+    for (const lwd_pending *p = j->open; p; p = p->next, n_open++) {
+        if (p->step <= prev || p->step > STEP_MAX)
+            BAD("job \"%s\": open step %lld out of order", j->id, (long long)p->step);
+        prev = p->step;
+        if (p->job != j)
+            BAD("job \"%s\": open step %lld belongs to another job", j->id, (long long)p->step);
+        const lwd_report *first = NULL;
+        int n = 0;
+        for (int r = 0; r < j->world; r++) {
+            const lwd_report *rep = p->by_rank[r];
+            if (!rep)
+                continue;
+            n++;
+            if (!first)
+                first = rep;
+            if (rep->has != first->has || rep->epoch != first->epoch || (rep->has & ~known) ||
+                rep->epoch < -1 || rep->epoch > STEP_MAX)
+                BAD("job \"%s\": open step %lld: reports of different shapes", j->id,
+                    (long long)p->step);
+            if ((rep->has_samples != 0 && rep->has_samples != 1) ||
+                (rep->has_samples ? !(isfinite(rep->samples) && rep->samples > 0)
+                                  : rep->samples != 1.0))
+                BAD("job \"%s\": open step %lld: bad samples", j->id, (long long)p->step);
+            if (!all_finite(rep->data, j->rep_len))
+                BAD("job \"%s\": open step %lld: a number that is not finite", j->id,
+                    (long long)p->step);
+            if (j->ranks[r].last_step < p->step)
+                BAD("job \"%s\": rank %d reported open step %lld after its last step %lld", j->id,
+                    r, (long long)p->step, (long long)j->ranks[r].last_step);
+        }
+        if (n < 1 || n != p->nranks)
+            BAD("job \"%s\": open step %lld: %d reports, %d counted", j->id, (long long)p->step, n,
+                p->nranks);
+        if (p->failed && p->nranks < j->min_ranks)
+            BAD("job \"%s\": open step %lld failed with fewer than min_ranks", j->id,
+                (long long)p->step);
+    }
+    if (n_open != j->n_open)
+        BAD("job \"%s\": %zu open steps, %zu counted", j->id, n_open, j->n_open);
+
+    for (int r = 0; r < j->world; r++) {
+        const lwd_rank *rk = &j->ranks[r];
+        if (rk->last_step < -1 || rk->last_step > STEP_MAX || rk->n > LWD_RANK_RECENT ||
+            rk->next >= LWD_RANK_RECENT || (rk->n < LWD_RANK_RECENT && rk->next != rk->n))
+            BAD("job \"%s\": rank %d: bad position", j->id, r);
+        for (unsigned k = 0; k < rk->n; k++)
+            if (rk->rstep[k] < 0 || rk->rstep[k] > rk->last_step)
+                BAD("job \"%s\": rank %d: a recent step after its last one", j->id, r);
+    }
+    return 0;
+}
+
+#undef BAD
+
+/* ---- reading files ---- */
+
+/* Is there a valid record anywhere at or after `from`? */
+static int valid_record_after(const uint8_t *p, size_t n, size_t from)
+{
+    int type;
+    const uint8_t *pl;
+    size_t len;
+    const char *why;
+    for (size_t o = from; o + REC_HDR <= n; o++)
+        if (rec_check(p + o, n - o, &type, &pl, &len, &why) == 0)
+            return 1;
+    return 0;
+}
+
+static void result(persist_result *res, persist_outcome o, size_t off, const char *why)
+{
+    res->outcome = o;
+    res->off = off;
+    res->why = why;
+}
+
+void persist_replay_segment(const uint8_t *p, size_t n, uint64_t no, int last,
+                            persist_result *res)
+{
+    uint8_t h[FILE_HDR];
+    memset(res, 0, sizeof *res);
+    file_header(h, SEG_MAGIC, no);
+    if (n < FILE_HDR) {
+        if (!last || (n && memcmp(p, h, n) != 0))
+            result(res, PERSIST_BAD_HEADER, 0, "segment header cut short");
+        else
+            result(res, PERSIST_TORN_HEADER, 0, "segment header cut short");
+        return;
+    }
+    if (memcmp(p, h, FILE_HDR) != 0) {
+        result(res, PERSIST_BAD_HEADER, 0, "not a journal segment header (or another segment's)");
+        return;
+    }
+    size_t off = FILE_HDR;
+    while (off < n) {
+        int type;
+        const uint8_t *pl;
+        size_t len;
+        const char *why;
+        if (rec_check(p + off, n - off, &type, &pl, &len, &why) == 0) {
+            if (persist_apply(type, pl, len, res->detail, sizeof res->detail) == 0) {
+                off += REC_HDR + len;
+                res->records++;
+                continue;
+            }
+            why = "a record that does not apply";
+        } else if (last && !valid_record_after(p, n, off + 1)) {
+            result(res, PERSIST_TORN, off, why); /* a torn last write */
+            return;
+        } else {
+            res->detail[0] = '\0';
+        }
+        result(res, PERSIST_CORRUPT, off, why);
+        return;
+    }
+    result(res, PERSIST_OK, n, NULL);
+}
+
+void persist_load_snapshot(const uint8_t *p, size_t n, uint64_t no, persist_result *res)
+{
+    uint8_t h[FILE_HDR];
+    int type;
+    const uint8_t *pl;
+    size_t len, off = FILE_HDR, count = 0;
+    const char *why = NULL;
+    memset(res, 0, sizeof *res);
+    file_header(h, SNAP_MAGIC, no);
+    if (n < FILE_HDR || memcmp(p, h, FILE_HDR) != 0) {
+        why = "bad snapshot header";
+        off = 0;
+    }
+    while (!why) {
+        if (rec_check(p + off, n - off, &type, &pl, &len, &why) != 0)
+            break;
+        if (type == REC_SNAP_END) {
+            if (len != 8 || le_get64(pl) != count || off + REC_HDR + len != n)
+                why = "bad end record";
+            break;
+        }
+        if (type != REC_SNAP_JOB) {
+            why = "a record that does not belong in a snapshot";
+            break;
+        }
+        count++;
+        off += REC_HDR + len;
+    }
+    if (why) {
+        result(res, PERSIST_INVALID, off, why);
+        return;
+    }
+    for (off = FILE_HDR;;) {
+        rec_check(p + off, n - off, &type, &pl, &len, &why);
+        if (type == REC_SNAP_END)
+            break;
+        if (persist_load_job(pl, len, res->detail, sizeof res->detail) != 0) {
+            result(res, PERSIST_CORRUPT, off, "a snapshot entry that does not load");
+            return;
+        }
+        res->records++;
+        off += REC_HDR + len;
+    }
+    result(res, PERSIST_OK, n, NULL);
 }

@@ -46,6 +46,9 @@ enum {
 };
 
 #define REC_HDR 12u
+#define FILE_HDR 16 /* a file's header: 8 bytes of magic, u64 its number */
+#define SEG_MAGIC "LWJOURN\001"
+#define SNAP_MAGIC "LWSNAPS\001"
 #define REC_MAX (((size_t)1 << 30) + ((size_t)1 << 20)) /* --max-body's ceiling and then some */
 
 /* A growable byte buffer. */
@@ -77,6 +80,13 @@ static inline uint64_t le_get64(const uint8_t *p)
     return (uint64_t)le_get32(p) | (uint64_t)le_get32(p + 4) << 32;
 }
 
+static inline void file_header(uint8_t h[FILE_HDR], const char *magic, uint64_t no)
+{
+    for (int i = 0; i < 8; i++)
+        h[i] = (uint8_t)magic[i];
+    le_put64(h + 8, no);
+}
+
 /* Start a record of `type` at the end of b: returns its offset, or
  * (size_t)-1 on no memory. rec_end() fills in length and checksum. */
 size_t rec_begin(jbuf *b, int type);
@@ -97,5 +107,48 @@ int persist_snapshot(jbuf *b, size_t *njobs);
 int persist_load_job(const uint8_t *p, size_t n, char *msg, size_t msglen);
 /* After recovery: arm the barrier timers of open steps. */
 void persist_recovered(void);
+
+/* ---- reading files (recovery) ----
+ *
+ * Bytes in, records applied to the job table, an outcome out: no I/O, no
+ * logging, no libuv. journal.c maps the files and acts on the outcome
+ * (truncates, refuses, logs); tests/fuzz/fuzz_journal.c feeds them
+ * arbitrary bytes. The rules are those of docs/durability.md ("Damage found
+ * while replaying"). A record is checked (length, CRC-32C, type) before any
+ * of it is used, and its content is checked against the job before any of
+ * it is applied; a record that does not apply leaves the table as it was. */
+typedef enum persist_outcome {
+    PERSIST_OK = 0,      /* every record applied (a snapshot: every job loaded) */
+    PERSIST_TORN,        /* the last segment ends in a torn record at off: the
+                            records before it are applied; truncate at off */
+    PERSIST_TORN_HEADER, /* the last segment is shorter than its header and
+                            matches it so far: nothing to replay (recreate it) */
+    PERSIST_BAD_HEADER,  /* not this segment's header: refuse (no truncating) */
+    PERSIST_CORRUPT,     /* at off: refuse, or truncate there (--truncate-corrupt);
+                            a snapshot: an entry that does not load (refuse) */
+    PERSIST_INVALID,     /* a snapshot whose framing does not check out at off:
+                            nothing loaded, try an older one */
+} persist_outcome;
+
+typedef struct persist_result {
+    persist_outcome outcome;
+    size_t off;          /* where the damage starts (file offset) */
+    const char *why;     /* a short reason, static */
+    char detail[512];    /* what did not apply ("" when nothing did) */
+    uint64_t records;    /* records applied / jobs loaded */
+} persist_result;
+
+/* Replay the bytes of journal segment `no` (the whole file, header
+ * included); last: the newest segment, where a torn tail is allowed. */
+void persist_replay_segment(const uint8_t *p, size_t n, uint64_t no, int last,
+                            persist_result *res);
+/* Load the bytes of snapshot `no` into the (empty) job table: first every
+ * record's framing and the end record are checked, then the jobs loaded. */
+void persist_load_snapshot(const uint8_t *p, size_t n, uint64_t no, persist_result *res);
+/* What the daemon relies on in a job it holds (recovery checks it for each
+ * job a snapshot loads or a record creates; the fuzz target, after every
+ * input). 0, or -1 with msg. */
+struct lwd_job;
+int persist_check_job(const struct lwd_job *j, char *msg, size_t msglen);
 
 #endif /* LWD_PERSIST_H */

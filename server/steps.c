@@ -735,6 +735,22 @@ int steps_replay_report(lwd_job *job, const wire_report *r, char *msg, size_t le
         rank_remember(rk, r->step, dg);
         return 0;
     }
+    /* Checks 6 and 7 of steps_report, which refused such a report before
+     * journaling it: replay is at the same state, so a journal the live
+     * path wrote always passes them, and anything else is damage. */
+    lw_input in = wire_report_input(r);
+    if (lw_job_check(job->lw, &in, &err) != 0) {
+        snprintf(msg, len, "job \"%s\": rank %lld's report of step %lld: %s", job->id,
+                 (long long)r->rank, (long long)r->step, err.message);
+        return -1;
+    }
+    const lwd_pending *open = steps_find_open(job, r->step);
+    const lwd_report *f = open ? pending_first(open) : NULL;
+    if (f && (f->has != report_has(r) || f->epoch != r->epoch)) {
+        snprintf(msg, len, "job \"%s\": rank %lld's report of step %lld differs in shape from "
+                 "the step's first", job->id, (long long)r->rank, (long long)r->step);
+        return -1;
+    }
     lwd_pending *p = steps_record(job, r->rank, r, dg);
     if (!p) {
         snprintf(msg, len, "out of memory");
@@ -752,6 +768,11 @@ int steps_replay_decide(lwd_job *job, int64_t step, const uint8_t *present, char
     if (!p) {
         snprintf(msg, len, "job \"%s\": step %lld decided by timeout is not open", job->id,
                  (long long)step);
+        return -1;
+    }
+    if (p->nranks < job->min_ranks) { /* on_barrier_timeout decides only from min_ranks */
+        snprintf(msg, len, "job \"%s\": step %lld decided from %d ranks, min_ranks is %d",
+                 job->id, (long long)step, p->nranks, job->min_ranks);
         return -1;
     }
     if (present)

@@ -3,22 +3,45 @@
 # (default 20) and print cmocka-style [  PASSED  ] / [  FAILED  ] lines, so
 # that tests/run.sh can tally it with the unit tests.
 #
-# The corpus lives beside the binary ($FUZZ_DIR, default the binary's
-# directory): corpus/ grows across runs, seeds/ is rebuilt each time from
-# proto/examples (each example alone, and specs followed by reports,
-# separated by form feeds as fuzz_body.c expects), a crashing input is kept
-# in artifacts/, the fuzzer's own output in fuzz.log.
+# Targets: fuzz_body (fuzz_body.c) and fuzz_journal (fuzz_journal.c). The
+# corpus lives beside the binary ($FUZZ_DIR, default the binary's
+# directory; fuzz_journal's in its journal/ subdirectory): corpus/ grows
+# across runs, seeds/ is rebuilt each time, a crashing input is kept in
+# artifacts/, the fuzzer's own output in fuzz.log.
+#   fuzz_body     seeds from proto/examples (each example alone, and specs
+#                 followed by reports, separated by form feeds as
+#                 fuzz_body.c expects)
+#   fuzz_journal  seeds from the files of a real daemon ($LW_DAEMON, run by
+#                 seed_journal.sh)
 set -u
 bin=${LW_FUZZ:?set LW_FUZZ to the fuzz target}
 secs=${FUZZ_SECONDS:-20}
 dir=${FUZZ_DIR:-$(dirname "$bin")}
+name=$(basename "$bin")
 root=$(cd "$(dirname "$0")/../.." && pwd)
 ex=$root/proto/examples
+[ "$name" = fuzz_body ] || dir=$dir/${name#fuzz_}
 corpus=$dir/corpus seeds=$dir/seeds artifacts=$dir/artifacts log=$dir/fuzz.log
 mkdir -p "$corpus" "$artifacts"
 rm -rf "$seeds"
 mkdir -p "$seeds"
 
+fail() { # WHY
+    echo "[  FAILED  ] 1 test(s), listed below:"
+    echo "[  FAILED  ] $name ($1)"
+    exit 1
+}
+
+case $name in
+fuzz_journal)
+    "$root/tests/fuzz/seed_journal.sh" "${LW_DAEMON:?set LW_DAEMON to lossweightd}" "$seeds" \
+        > /dev/null || fail "could not make the seeds with $LW_DAEMON"
+    max_len=65536 ;;
+*)
+    max_len=16384 ;;
+esac
+
+if [ "$name" = fuzz_body ]; then
 cp "$ex"/*.json "$seeds"/
 seed() { # NAME BODY...: the bodies joined by form feeds
     local name=$1; shift
@@ -51,16 +74,18 @@ seed rt_norm '{"tasks": ["a", {"name": "b", "init_loss": 2}], "method": "rt_norm
 seed prior "$(cat "$ex/job-spec.priors.json")" '{"rank": 1, "step": 0, "losses": [0.1, 3, 1.5]}'
 seed rlw '{"tasks": ["a", "b", "c"], "method": "rlw", "seed": 11}' '{"rank": 0, "step": 5, "losses": [1, 1, 1]}'
 
-"$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+fi
+
+"$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" \
     -artifact_prefix="$artifacts/" -print_final_stats=1 "$corpus" "$seeds" > "$log" 2>&1
 rc=$?
 runs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1 runs in \2 s/p' "$log" | tail -1)
-echo "[==========] fuzz_body: ${runs:-no runs}, corpus $(ls "$corpus" | wc -l) inputs (log: $log)"
+echo "[==========] $name: ${runs:-no runs}, corpus $(ls "$corpus" | wc -l) inputs (log: $log)"
 if [ "$rc" -eq 0 ]; then
     echo "[  PASSED  ] 1 test(s)."
 else
     tail -n 60 "$log"
     echo "[  FAILED  ] 1 test(s), listed below:"
-    echo "[  FAILED  ] fuzz_body (exit $rc; the input is in $artifacts/)"
+    echo "[  FAILED  ] $name (exit $rc; the input is in $artifacts/)"
 fi
 exit "$rc"

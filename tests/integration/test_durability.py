@@ -9,16 +9,9 @@ import time
 import pytest
 
 from conftest import rank_mean, replay
-from durability_util import Procs, history, records, report, segments, snapshot_of, snapshots
+from durability_util import history, records, report, segments, snapshot_of, snapshots
 
 MODES = ["always", "batch", "off"]
-
-
-@pytest.fixture
-def procs(tmp_path):
-    p = Procs(tmp_path / "work")
-    yield p
-    p.stop_all()
 
 
 def drive(c, jobs):

@@ -12,15 +12,8 @@ import subprocess
 
 import pytest
 
-from durability_util import (FILE_HDR, REC_REPORT, Procs, frame, records, report, segments,
+from durability_util import (FILE_HDR, REC_REPORT, frame, records, report, segments,
                              snapshot_of, snapshots)
-
-
-@pytest.fixture
-def procs(tmp_path):
-    p = Procs(tmp_path / "work")
-    yield p
-    p.stop_all()
 
 
 def build_journal(procs, data, n_reports=8):
