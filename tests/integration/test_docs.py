@@ -74,6 +74,20 @@ def test_every_daemon_flag_is_in_the_readme():
     assert not missing, "flags missing from README: %s" % missing
 
 
+def test_every_daemon_flag_is_in_the_man_page():
+    text = subprocess.run([DAEMON, "--help"], capture_output=True, text=True,
+                          timeout=10).stdout
+    flags = set(re.findall(r"--[a-z][a-z-]*[a-z]", text))
+    with open(os.path.join(ROOT, "doc", "lossweightd.8"), encoding="utf-8") as f:
+        man = f.read()
+    # roff spells a flag's dashes \- in bold: ".BI \-\-data\-dir"
+    documented = set(m.replace("\\-", "-") for m in re.findall(r"\\-\\-[a-z](?:[a-z]|\\-)*[a-z]", man))
+    missing = sorted(flags - documented)
+    assert flags and not missing, "flags missing from doc/lossweightd.8: %s" % missing
+    extra = sorted(f for f in documented - flags if f not in ("--json",))
+    assert not extra, "doc/lossweightd.8 documents flags lossweightd does not have: %s" % extra
+
+
 def test_every_api_call_is_in_the_readme():
     r = readme()
     for call in ["PUT /v1/jobs/{job}`", "GET /v1/jobs`", "GET /v1/jobs/{job}`",

@@ -17,7 +17,7 @@ def test_make_install_destdir():
         p = lambda *a: os.path.join(dest, "opt/lw", *a)
         for f in ["bin/lossweight", "sbin/lossweightd", "include/lossweight.h",
                   "lib/liblossweight.a", "lib/liblossweight.so.0", "lib/liblossweight.so",
-                  "lib/pkgconfig/lossweight.pc", "share/man/man1/lossweight.1",
+                  "lib/pkgconfig/lossweight.pc", "share/man/man1/lossweight.1", "share/man/man8/lossweightd.8",
                   "lib/systemd/system/lossweightd.service"]:
             assert os.path.exists(p(f)), f
         out = subprocess.run([p("bin/lossweight"), "--version"], capture_output=True,
