@@ -12,7 +12,7 @@ import pytest
 
 import lossweight
 from lossweight import (BadRequest, Client, Conflict, ConnectionFailed, Decision,
-                        LossweightError, NotFound)
+                        LossweightError, NotFound, PayloadTooLarge)
 
 
 @pytest.fixture
@@ -294,6 +294,24 @@ def test_a_connection_the_daemon_closed_when_idle_is_reopened(tmp_path):
             time.sleep(1.6)
             c.delete_job("cl-idle")  # DELETE too (it is never sent twice otherwise)
             assert c._local.conn is not first
+    finally:
+        d.stop()
+
+
+def test_a_body_far_over_the_limit_gets_the_daemons_413(tmp_path):
+    """The daemon answers 413 from the headers and closes without reading the
+    body, so sending a 16 MB body fails with a broken pipe; the client reads
+    the daemon's answer instead of treating that as a connection failure."""
+    from conftest import Daemon
+    d = Daemon(tmp_path, "--max-body", "64K")
+    try:
+        with Client(d.url, timeout=10, retries=2) as c:
+            c.create_job("cl-big", ["a", "b"], "ew")
+            with pytest.raises(PayloadTooLarge) as e:
+                c.report("cl-big", 0, [1.0] * (4 << 20))
+            assert e.value.code == "too_large" and "65536" in e.value.message
+            assert c.history("cl-big") == []  # nothing changed
+            assert c.report("cl-big", 0, [1.0, 2.0]).weights == [1.0, 1.0]  # and it goes on
     finally:
         d.stop()
 

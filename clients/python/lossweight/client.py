@@ -12,7 +12,10 @@ modes"), so `report` retries after connection errors (refused, reset,
 closed, timed out) and 503 (the daemon shutting down or restarting) with
 bounded exponential backoff. GET and PUT calls are idempotent too and get the
 same treatment; DELETE is retried only when a kept-alive connection turned
-out to be stale before any answer (a second DELETE would say 404).
+out to be stale before any answer (a second DELETE would say 404). A body
+over the daemon's --max-body is answered 413 from its headers and the
+connection closed unread: the send fails, and the client reads that answer
+(PayloadTooLarge) rather than retrying a broken pipe.
 
 Numbers. Python's json prints floats with repr(), which reads back to the
 same double, and parses the daemon's shortest round-trip numbers exactly, so
@@ -290,8 +293,20 @@ class Client:
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
         try:
-            conn.request(verb, self._prefix + path, body=body, headers=headers)
-            resp = conn.getresponse()
+            try:
+                conn.request(verb, self._prefix + path, body=body, headers=headers)
+            except (BrokenPipeError, ConnectionResetError) as sent:
+                # The daemon answers some requests from their headers alone
+                # (413 over --max-body, 401/403) and closes without reading
+                # the body: its answer is still there to read. A connection
+                # that was simply closed (stale) has none: the send error
+                # stands, and is handled as before.
+                try:
+                    resp = conn.getresponse()
+                except Exception:
+                    raise sent from None
+            else:
+                resp = conn.getresponse()
             data = resp.read()
         except BaseException as e:
             self._drop()
