@@ -30,7 +30,8 @@
 # BENCH_CONNS (default "1 8 64"), BENCH_DATA_DIR=1 to give lossweightd a
 # data directory (the journal) with --fsync $BENCH_FSYNC (default always);
 # without it nothing is journaled, like nginx writes nothing. BENCH_PIN=0
-# leaves placement to the scheduler.
+# leaves placement to the scheduler. BENCH_TOKEN=0 skips the last section
+# (the same reports with a bearer token, against the same build).
 # nginx-light and wrk are installed with apt-get if missing (sudo if not root).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -131,16 +132,21 @@ if [ "${BENCH_DATA_DIR:-0}" = 1 ]; then
     dflags+=(--data-dir "$tmp/data" --fsync "${BENCH_FSYNC:-always}")
     mode="--data-dir on $(df -P "$tmp" | awk 'NR==2 {print $1}'), --fsync ${BENCH_FSYNC:-always}"
 fi
-"${srv_cpu[@]}" "$daemon" "${dflags[@]}" </dev/null >/dev/null 2>"$tmp/daemon.log" &
-daemon_pid=$!
-for i in $(seq 100); do [ -s "$tmp/ready" ] && break; sleep 0.1; done
-[ -s "$tmp/ready" ] || { cat "$tmp/daemon.log"; die "lossweightd did not start"; }
-lwd="http://$(cat "$tmp/ready")"
+start_lwd() { # [FLAGS...]: lossweightd with dflags and FLAGS; sets daemon_pid, lwd
+    rm -f "$tmp/ready"
+    "${srv_cpu[@]}" "$daemon" "${dflags[@]}" "$@" </dev/null >/dev/null 2>"$tmp/daemon.log" &
+    daemon_pid=$!
+    for i in $(seq 100); do [ -s "$tmp/ready" ] && break; sleep 0.1; done
+    [ -s "$tmp/ready" ] || { cat "$tmp/daemon.log"; die "lossweightd did not start"; }
+    lwd="http://$(cat "$tmp/ready")"
+}
+auth=()   # extra request headers (curl and wrk): the bearer token section sets them
+start_lwd
 
 create_job() { # ID SPEC
     local st
     st=$(curl -s -o "$tmp/create.out" -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
-        --data "$2" "$lwd/v1/jobs/$1")
+        "${auth[@]}" --data "$2" "$lwd/v1/jobs/$1")
     [ "$st" = 201 ] || { tail -5 "$tmp/daemon.log"; die "creating job $1: HTTP $st"; }
 }
 
@@ -176,7 +182,8 @@ run_wrk() {
     local name=$1 n=$2 url=$3; shift 3
     local out="$tmp/wrk-$name-$n.txt" script=()
     if [ $# -gt 0 ]; then script=(-s "$1"); shift; fi
-    "${wrk_cpu[@]}" wrk -t "$n" -c "$n" -d "${secs}s" --latency "${script[@]}" "$url" ${1+--} "$@" > "$out" 2>&1 \
+    "${wrk_cpu[@]}" wrk -t "$n" -c "$n" -d "${secs}s" --latency "${auth[@]}" "${script[@]}" "$url" \
+        ${1+--} "$@" > "$out" 2>&1 \
         || { cat "$out"; die "wrk failed ($name, $n connections)"; }
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
@@ -233,6 +240,28 @@ decided=$(curl -s "$lwd/v1/jobs/barrier$repeat-" | /usr/bin/python3 -c 'import j
 echo
 echo "barrier: world_size 8, 8 ranks on 8 connections: $rounds rounds/s" \
      "($rps reports/s, p50 ${p50}ms, p99 ${p99}ms; the last run decided $decided steps; non-2xx $bad)"
+
+# ---- the cost of bearer tokens: reports at 8 connections, --token-file ----
+if [ "${BENCH_TOKEN:-1}" = 1 ]; then
+    tn=8 plain_rps=
+    setup_run() { local k; for k in $(seq 0 $((tn - 1))); do create_job "p$tn-$1-$k" "$spec3"; done; }
+    best lwd "$tn" "$lwd" "$lua" "p$tn-" jobs
+    plain_rps=$rps plain_p99=$p99
+    total_bad=$((total_bad + bad))
+    stop "$daemon_pid"; daemon_pid=
+    tok=bench-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    printf '%s trainer\nadmin-%s admin\n' "$tok" "$tok" > "$tmp/tokens"
+    chmod 600 "$tmp/tokens"
+    start_lwd --token-file "$tmp/tokens"
+    auth=(-H "Authorization: Bearer admin-$tok")
+    setup_run() { local k; for k in $(seq 0 $((tn - 1))); do create_job "t$tn-$1-$k" "$spec3"; done; }
+    best lwdtok "$tn" "$lwd" "$lua" "t$tn-" jobs
+    total_bad=$((total_bad + bad))
+    echo
+    echo "bearer tokens (--token-file, SHA-256 per request): reports at $tn connections" \
+         "$(awk -v a="$rps" -v b="$plain_rps" 'BEGIN {printf "%.0f req/s, %.2fx", a, a / b}') the same" \
+         "daemon without tokens in this run ($(printf '%.0f' "$plain_rps") req/s); p99 ${p99}ms vs ${plain_p99}ms"
+fi
 
 if [ "$total_bad" != 0 ]; then
     echo "http_bench: $total_bad answers were not 2xx: the figures are not valid" >&2
