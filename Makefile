@@ -64,9 +64,17 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 # wire.c: JSON <-> library structs, shared by the daemon and the tool.
 WIRE_SRC := server/wire.c
 WIRE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(WIRE_SRC)))
-SRV_SRC  := $(filter-out $(WIRE_SRC) server/main.c,$(sort $(wildcard server/*.c)))
+# Recovery -- reading a data directory as start-up does -- and what it
+# drives, without the daemon's HTTP and loop-side files: linked into the
+# tool (`lossweight check`) and the journal fuzz target, with
+# RECOVERY_STUBS standing in for the rest. The daemon links the real rest.
+RECOVERY_SRC := $(addprefix server/,recovery.c persist.c crc32c.c jobs.c steps.c state.c \
+                  history.c log.c names.c)
+RECOVERY_STUBS := server/recovery_stubs.c
+SRV_SRC  := $(filter-out $(WIRE_SRC) $(RECOVERY_STUBS) server/main.c,$(sort $(wildcard server/*.c)))
 SRV_OBJ  := $(SRV_SRC:%.c=$(BUILD)/%.o)
-TOOL_SRC := tools/lossweight.c
+TOOL_SRC := tools/lossweight.c tools/check.c
+TOOL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_SRC) $(RECOVERY_SRC) $(RECOVERY_STUBS))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
@@ -84,7 +92,7 @@ all: $(LIBA) $(LIBSO) $(TOOL) $(if $(wildcard server/main.c),$(DAEMON))
 
 lib: $(LIBA)
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h server/*.h)
+$(BUILD)/%.o: %.c $(wildcard lib/*.h server/*.h tools/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -96,7 +104,7 @@ $(LIBA): $(LIB_OBJ)
 $(LIBSO): $(LIB_OBJ)
 	$(call say,LD,$@)$(CC) -shared -Wl,-soname,liblossweight.so.0 -o $@ $^ $(ALL_LDFLAGS) $(LAPACK_LIBS) -lm
 
-$(TOOL): $(BUILD)/tools/lossweight.o $(WIRE_OBJ) $(LIBA)
+$(TOOL): $(TOOL_OBJ) $(WIRE_OBJ) $(LIBA)
 	$(call say,LD,$@)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(DEP_LIBS) $(LAPACK_LIBS) -lm
 
 $(DAEMON): $(BUILD)/server/main.o $(SRV_OBJ) $(WIRE_OBJ) $(LIBA)
@@ -194,9 +202,9 @@ FUZZ_JOURNAL_BIN := $(FUZZ_DIR)/fuzz_journal
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Ilib -Iserver $(DEP_CFLAGS) -O1 -g \
                -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ    := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(LIB_SRC) $(WIRE_SRC) server/body.c)
-# recovery and what it drives; fuzz_journal.c stands in for the rest
-FUZZ_JOURNAL_OBJ := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(LIB_SRC) $(WIRE_SRC) \
-               $(addprefix server/,persist.c crc32c.c jobs.c steps.c state.c history.c log.c names.c))
+# recovery and what it drives, as the tool links it
+FUZZ_JOURNAL_OBJ := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(LIB_SRC) $(WIRE_SRC) $(RECOVERY_SRC) \
+               $(RECOVERY_STUBS))
 
 $(FUZZ_DIR)/%.o: %.c $(wildcard lib/*.h server/*.h)
 	@mkdir -p $(dir $@)

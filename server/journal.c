@@ -54,8 +54,11 @@
  * FILE.corrupt-X, truncates there and moves later segments aside. What a
  * file's bytes amount to is decided by persist.c (persist_replay_segment,
  * persist_load_snapshot: bytes in, records applied, an outcome out, no I/O,
- * which the fuzz target tests/fuzz/fuzz_journal.c drives); this file maps
- * the files and does what the outcome says.
+ * which the fuzz target tests/fuzz/fuzz_journal.c drives); which files are
+ * read, in what order, and when the directory as a whole is refused, by
+ * recovery.c (read-only; `lossweight check` runs the same code offline);
+ * this file locks the directory and does what they say, through
+ * recovery.c's hooks.
  *
  * Threads: everything runs on the loop thread except the work functions
  * (sync_work, snap_work), which touch only the file descriptors and bytes
@@ -66,6 +69,7 @@
 #include "crc32c.h"
 #include "jobs.h"
 #include "persist.h"
+#include "recovery.h"
 #include "server.h"
 
 #include <dirent.h>
@@ -153,15 +157,9 @@ static struct {
 
 /* ---- small helpers ---- */
 
-static void seg_path(char *buf, size_t n, uint64_t no)
-{
-    snprintf(buf, n, "%s/journal-%020" PRIu64 ".lwj", J.dir, no);
-}
+static void seg_path(char *buf, size_t n, uint64_t no) { recovery_seg_path(buf, n, J.dir, no); }
 
-static void snap_path(char *buf, size_t n, uint64_t no)
-{
-    snprintf(buf, n, "%s/snapshot-%020" PRIu64 ".lws", J.dir, no);
-}
+static void snap_path(char *buf, size_t n, uint64_t no) { recovery_snap_path(buf, n, J.dir, no); }
 
 static const char *base(const char *path)
 {
@@ -215,22 +213,6 @@ static void log_io_error(const char *event, const char *what, const char *path, 
     log_str("file", path);
     log_str("error", strerror(e));
     log_end();
-}
-
-/* Parse "prefix-<20 digits>suffix"; 1 and *no on a match. */
-static int name_number(const char *name, const char *prefix, const char *suffix, uint64_t *no)
-{
-    size_t pl = strlen(prefix), sl = strlen(suffix), n = strlen(name);
-    if (n != pl + 20 + sl || strncmp(name, prefix, pl) != 0 || strcmp(name + pl + 20, suffix) != 0)
-        return 0;
-    uint64_t v = 0;
-    for (size_t i = pl; i < pl + 20; i++) {
-        if (name[i] < '0' || name[i] > '9')
-            return 0;
-        v = v * 10 + (uint64_t)(name[i] - '0');
-    }
-    *no = v;
-    return 1;
 }
 
 /* ---- group commit ---- */
@@ -405,8 +387,8 @@ static void remove_older(uint64_t no, int *removed)
     if (!d)
         return;
     while ((e = readdir(d))) {
-        if ((name_number(e->d_name, "journal-", ".lwj", &n) ||
-             name_number(e->d_name, "snapshot-", ".lws", &n)) &&
+        if ((recovery_name_number(e->d_name, "journal-", ".lwj", &n) ||
+             recovery_name_number(e->d_name, "snapshot-", ".lws", &n)) &&
             n < no && unlinkat(J.dirfd, e->d_name, 0) == 0)
             (*removed)++;
     }
@@ -650,53 +632,22 @@ uint64_t journal_wait_lsn(void)
 
 void journal_set_durable_cb(void (*cb)(uint64_t)) { J.durable_cb = cb; }
 
-/* ---- recovery ---- */
+/* ---- recovery ----
+ *
+ * recovery.c reads the directory (and persist.c each file); what it finds
+ * is acted on here, through these hooks: truncate a torn tail, cut under
+ * --truncate-corrupt, refuse, unlink what is stale, log. */
 
-typedef struct mapped {
-    int fd;
-    uint8_t *p;
-    size_t n;
-} mapped;
-
-static int map_file(const char *path, int writable, mapped *m)
+static void rec_io_error(void *ctx, const char *op, const char *path, int err)
 {
-    struct stat st;
-    memset(m, 0, sizeof *m);
-    m->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (m->fd < 0 || fstat(m->fd, &st) != 0) {
-        log_io_error("recovery_failed", "open", path, errno);
-        if (m->fd >= 0)
-            close(m->fd);
-        return -1;
-    }
-    m->n = (size_t)st.st_size;
-    if (m->n == 0)
-        return 0;
-    /* read in full anyway: populate the mapping at once rather than page
-     * by page through faults */
-    m->p = mmap(NULL, m->n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, m->fd, 0);
-    if (m->p == MAP_FAILED) {
-        log_io_error("recovery_failed", "mmap", path, errno);
-        close(m->fd);
-        m->p = NULL;
-        return -1;
-    }
-    madvise(m->p, m->n, MADV_SEQUENTIAL);
-    return 0;
+    (void)ctx;
+    log_io_error("recovery_failed", op, path, err);
 }
 
-static void unmap_file(mapped *m)
+static void rec_refuse(void *ctx, const char *path, uint64_t off, const char *why,
+                       const char *detail, int cuttable)
 {
-    if (m->p)
-        munmap(m->p, m->n);
-    if (m->fd >= 0)
-        close(m->fd);
-    m->p = NULL;
-    m->fd = -1;
-}
-
-static void refuse(const char *path, uint64_t off, const char *why, const char *detail)
-{
+    (void)ctx, (void)cuttable;
     log_begin(LL_ERROR, "journal_corrupt");
     log_str("file", path);
     log_int("offset", (long long)off);
@@ -711,10 +662,52 @@ static void refuse(const char *path, uint64_t off, const char *why, const char *
             path, (unsigned long long)off, why, detail ? ": " : "", detail ? detail : "");
 }
 
+static void rec_snapshot_invalid(void *ctx, const char *path, const persist_result *r)
+{
+    (void)ctx;
+    log_begin(LL_WARN, "snapshot_invalid");
+    log_str("file", path);
+    log_int("offset", (long long)r->off);
+    log_str("error", r->why);
+    log_end();
+}
+
+/* Cut path at off and make it durable. 0, or -1 (logged). */
+static int cut_file(const char *path, uint64_t off)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)off) != 0 || fsync(fd) != 0) {
+        log_io_error("recovery_failed", "ftruncate", path, errno);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* A torn last write: drop it. */
+static int rec_torn(void *ctx, const char *path, size_t n, const persist_result *r)
+{
+    (void)ctx;
+    if (cut_file(path, r->off) != 0)
+        return -1;
+    log_begin(LL_WARN, "torn_tail_dropped");
+    log_str("file", path);
+    log_int("offset", (long long)r->off);
+    log_int("bytes", (long long)(n - r->off));
+    log_str("reason", r->why);
+    log_end();
+    return 0;
+}
+
 /* --truncate-corrupt: keep a copy of [off, end) of path beside it, then cut. */
-static int truncate_at(const char *path, int fd, const uint8_t *p, size_t n, uint64_t off)
+static int rec_cut(void *ctx, const char *path, const uint8_t *p, size_t n,
+                   const persist_result *r)
 {
     char copy[PATH_MAX + 96];
+    uint64_t off = r->off;
+    (void)ctx;
     snprintf(copy, sizeof copy, "%s.corrupt-%llu", path, (unsigned long long)off);
     int cfd = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (cfd < 0 || pwrite_all(cfd, p + off, n - off, 0) != 0 || fsync(cfd) != 0) {
@@ -724,10 +717,8 @@ static int truncate_at(const char *path, int fd, const uint8_t *p, size_t n, uin
         return -1;
     }
     close(cfd);
-    if (ftruncate(fd, (off_t)off) != 0 || fsync(fd) != 0) {
-        log_io_error("recovery_failed", "ftruncate", path, errno);
+    if (cut_file(path, off) != 0)
         return -1;
-    }
     log_begin(LL_WARN, "journal_truncated");
     log_str("file", path);
     log_int("offset", (long long)off);
@@ -737,155 +728,24 @@ static int truncate_at(const char *path, int fd, const uint8_t *p, size_t n, uin
     return 0;
 }
 
-typedef struct rstats {
-    uint64_t records, segments, torn_bytes;
-    int truncated; /* --truncate-corrupt cut here: later segments go aside */
-} rstats;
-
-/* Replay segment `no` (persist_replay_segment decides; this acts on the
- * file). 0, or -1 (logged). *size: its length after recovery. */
-static int replay_segment(uint64_t no, int last, rstats *st, uint64_t *size)
+/* Unfinished snapshots and files older than the snapshot are removed;
+ * segments after a --truncate-corrupt cut are moved aside (FILE.dropped). */
+static void rec_stale(void *ctx, const char *path, int why)
 {
-    char path[PATH_MAX + 64];
-    mapped m;
-    persist_result r;
-    seg_path(path, sizeof path, no);
-    if (map_file(path, 1, &m) != 0)
-        return -1;
-    st->segments++;
-    persist_replay_segment(m.p, m.n, no, last, &r);
-    st->records += r.records;
-    switch (r.outcome) {
-    case PERSIST_OK: break;
-    case PERSIST_TORN_HEADER:
-        st->torn_bytes += m.n;
-        *size = 0; /* the header is rewritten when the segment is opened */
-        unmap_file(&m);
-        return 0;
-    case PERSIST_TORN: /* a torn last write: drop it */
-        if (ftruncate(m.fd, (off_t)r.off) != 0 || fsync(m.fd) != 0) {
-            log_io_error("recovery_failed", "ftruncate", path, errno);
-            unmap_file(&m);
-            return -1;
-        }
-        log_begin(LL_WARN, "torn_tail_dropped");
+    (void)ctx;
+    if (why != RECOVERY_STALE_AFTER) {
+        unlink(path);
+        return;
+    }
+    char to[PATH_MAX + 80];
+    snprintf(to, sizeof to, "%s.dropped", path);
+    if (rename(path, to) == 0) {
+        log_begin(LL_WARN, "journal_segment_dropped");
         log_str("file", path);
-        log_int("offset", (long long)r.off);
-        log_int("bytes", (long long)(m.n - r.off));
-        log_str("reason", r.why);
+        log_str("moved_to", to);
         log_end();
-        st->torn_bytes += m.n - r.off;
-        m.n = r.off;
-        break;
-    case PERSIST_CORRUPT:
-        if (!srv.cfg.truncate_corrupt) {
-            refuse(path, r.off, r.why, r.detail[0] ? r.detail : NULL);
-            unmap_file(&m);
-            return -1;
-        }
-        if (truncate_at(path, m.fd, m.p, m.n, r.off) != 0) {
-            unmap_file(&m);
-            return -1;
-        }
-        st->truncated = 1;
-        m.n = r.off;
-        break;
-    default: /* PERSIST_BAD_HEADER */
-        refuse(path, 0, r.why, NULL);
-        unmap_file(&m);
-        return -1;
+        fsync(J.dirfd);
     }
-    *size = m.n;
-    unmap_file(&m);
-    return 0;
-}
-
-/* Check a snapshot completely; load it only if all of it is sound
- * (persist_load_snapshot). 1: loaded; 0: invalid (logged, nothing
- * loaded); -1: fatal. */
-static int load_snapshot(uint64_t no, size_t *njobs)
-{
-    char path[PATH_MAX + 64];
-    mapped m;
-    persist_result r;
-    snap_path(path, sizeof path, no);
-    if (map_file(path, 0, &m) != 0)
-        return -1;
-    persist_load_snapshot(m.p, m.n, no, &r);
-    if (r.outcome == PERSIST_INVALID) {
-        log_begin(LL_WARN, "snapshot_invalid");
-        log_str("file", path);
-        log_int("offset", (long long)r.off);
-        log_str("error", r.why);
-        log_end();
-        unmap_file(&m);
-        return 0;
-    }
-    if (r.outcome != PERSIST_OK) {
-        refuse(path, r.off, r.why, r.detail);
-        unmap_file(&m);
-        return -1;
-    }
-    *njobs = (size_t)r.records;
-    unmap_file(&m);
-    return 1;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct listing {
-    uint64_t *seg, *snap;
-    size_t nseg, nsnap;
-} listing;
-
-static int push(uint64_t **v, size_t *n, uint64_t x)
-{
-    uint64_t *nv = realloc(*v, (*n + 1) * sizeof **v);
-    if (!nv)
-        return -1;
-    nv[(*n)++] = x;
-    *v = nv;
-    return 0;
-}
-
-static int list_dir(listing *l)
-{
-    DIR *d = opendir(J.dir);
-    struct dirent *e;
-    uint64_t n;
-    memset(l, 0, sizeof *l);
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (name_number(e->d_name, "journal-", ".lwj", &n)) {
-            if (push(&l->seg, &l->nseg, n))
-                goto oom;
-        } else if (name_number(e->d_name, "snapshot-", ".lws", &n)) {
-            if (push(&l->snap, &l->nsnap, n))
-                goto oom;
-        } else if (len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0 &&
-                   strncmp(e->d_name, "snapshot-", 9) == 0) {
-            unlinkat(J.dirfd, e->d_name, 0); /* an unfinished snapshot */
-        }
-    }
-    closedir(d);
-    if (l->nseg > 1)
-        qsort(l->seg, l->nseg, sizeof *l->seg, cmp_u64);
-    if (l->nsnap > 1)
-        qsort(l->snap, l->nsnap, sizeof *l->snap, cmp_u64);
-    return 0;
-oom:
-    closedir(d);
-    free(l->seg);
-    free(l->snap);
-    memset(l, 0, sizeof *l);
-    errno = ENOMEM;
-    return -1;
 }
 
 static int lock_dir(void)
@@ -920,119 +780,39 @@ static int lock_dir(void)
     return 0;
 }
 
-/* Move segments after a --truncate-corrupt cut aside (FILE.dropped). */
-static void drop_segments_after(const listing *l, uint64_t no)
-{
-    for (size_t i = 0; i < l->nseg; i++) {
-        if (l->seg[i] <= no)
-            continue;
-        char path[PATH_MAX + 64], to[PATH_MAX + 80];
-        seg_path(path, sizeof path, l->seg[i]);
-        snprintf(to, sizeof to, "%s.dropped", path);
-        if (rename(path, to) == 0) {
-            log_begin(LL_WARN, "journal_segment_dropped");
-            log_str("file", path);
-            log_str("moved_to", to);
-            log_end();
-        }
-    }
-    fsync(J.dirfd);
-}
-
 static int recover(uint64_t *last_no, uint64_t *last_size)
 {
-    listing l;
-    rstats st;
-    size_t njobs = 0;
-    uint64_t first = 1, snap = 0;
-    int rc = -1;
-    memset(&st, 0, sizeof st);
-    if (list_dir(&l) != 0) {
-        log_io_error("recovery_failed", "opendir", J.dir, errno);
-        return -1;
-    }
+    const recovery_ops ops = {
+        .truncate_corrupt = srv.cfg.truncate_corrupt,
+        .refuse = rec_refuse,
+        .io_error = rec_io_error,
+        .snapshot_invalid = rec_snapshot_invalid,
+        .torn = rec_torn,
+        .cut = rec_cut,
+        .stale = rec_stale,
+    };
+    recovery_result res;
     uint64_t t0 = uv_hrtime();
     J.replaying = 1;
-    for (size_t i = l.nsnap; i-- > 0;) {
-        int r = load_snapshot(l.snap[i], &njobs);
-        if (r < 0)
-            goto out;
-        if (r > 0) {
-            snap = first = l.snap[i];
-            break;
-        }
-    }
-    /* The segments from `first` on must all be there. */
-    size_t k = 0;
-    while (k < l.nseg && l.seg[k] < first)
-        k++;
-    if (l.nsnap && !snap && !(l.nseg && l.seg[0] == 1)) {
-        char path[PATH_MAX + 64];
-        snap_path(path, sizeof path, l.snap[l.nsnap - 1]);
-        refuse(path, 0, "no valid snapshot, and the journal before it is gone", NULL);
-        goto out;
-    }
-    if (!snap && k < l.nseg && l.seg[k] != 1) {
-        char path[PATH_MAX + 64];
-        seg_path(path, sizeof path, l.seg[k]);
-        refuse(path, 0, "the oldest segment is not the first and no snapshot covers the ones "
-                        "before it", NULL);
-        goto out;
-    }
-    if (k < l.nseg && l.seg[k] != first) {
-        char path[PATH_MAX + 64];
-        seg_path(path, sizeof path, first);
-        refuse(path, 0, "missing: the snapshot needs this segment", NULL);
-        goto out;
-    }
-    *last_no = first;
-    *last_size = 0;
-    for (size_t i = k; i < l.nseg; i++) {
-        if (i > k && l.seg[i] != l.seg[i - 1] + 1) {
-            char path[PATH_MAX + 64];
-            seg_path(path, sizeof path, l.seg[i - 1] + 1);
-            refuse(path, 0, "missing segment between others", NULL);
-            goto out;
-        }
-        if (replay_segment(l.seg[i], i + 1 == l.nseg, &st, last_size) != 0)
-            goto out;
-        *last_no = l.seg[i];
-        if (st.truncated) {
-            drop_segments_after(&l, l.seg[i]);
-            break;
-        }
-    }
-    /* leftovers a snapshot made obsolete (a crash before they were unlinked) */
-    for (size_t i = 0; i < k; i++) {
-        char path[PATH_MAX + 64];
-        seg_path(path, sizeof path, l.seg[i]);
-        unlink(path);
-    }
-    for (size_t i = 0; i < l.nsnap; i++)
-        if (l.snap[i] < snap) {
-            char path[PATH_MAX + 64];
-            snap_path(path, sizeof path, l.snap[i]);
-            unlink(path);
-        }
-    J.snapshot_no = snap;
+    int rc = recovery_run(J.dir, &ops, &res);
     J.replaying = 0;
+    if (rc != 0)
+        return -1;
+    *last_no = res.last_no;
+    *last_size = res.last_size;
+    J.snapshot_no = res.snapshot;
     persist_recovered();
     log_begin(LL_INFO, "recovered");
     log_str("dir", J.dir);
-    log_int("snapshot", (long long)snap);
-    log_int("snapshot_jobs", (long long)njobs);
-    log_int("segments", (long long)st.segments);
-    log_int("records_replayed", (long long)st.records);
-    log_int("torn_tail_bytes_dropped", (long long)st.torn_bytes);
+    log_int("snapshot", (long long)res.snapshot);
+    log_int("snapshot_jobs", (long long)res.snapshot_jobs);
+    log_int("segments", (long long)res.segments);
+    log_int("records_replayed", (long long)res.records);
+    log_int("torn_tail_bytes_dropped", (long long)res.torn_bytes);
     log_int("jobs", (long long)jobs_count());
     log_int("ms", (long long)((uv_hrtime() - t0) / 1000000));
     log_end();
-    rc = 0;
-out:
-    J.replaying = 0;
-    free(l.seg);
-    free(l.snap);
-    return rc;
+    return 0;
 }
 
 /* Open (or create) the segment appends go to. */

@@ -223,12 +223,12 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
     cfg->log_level = LL_INFO;
     cfg->log_format = LOG_FMT_TEXT;
     cfg->max_body = (size_t)4 << 20;
-    cfg->max_jobs = 1024;
+    cfg->max_jobs = LWD_DEFAULT_MAX_JOBS;
     cfg->max_tasks = WIRE_DEFAULT_MAX_TASKS;
     cfg->max_world = WIRE_DEFAULT_MAX_WORLD;
     cfg->max_connections = 1024;
-    cfg->history = 10000;
-    cfg->max_ahead = 1024;
+    cfg->history = LWD_DEFAULT_HISTORY;
+    cfg->max_ahead = LWD_DEFAULT_MAX_AHEAD;
     cfg->idle_timeout_s = 300;
     cfg->shutdown_timeout_ms = 5000;
     cfg->fsync_mode = JOURNAL_FSYNC_ALWAYS;

@@ -111,8 +111,9 @@ void persist_recovered(void);
 /* ---- reading files (recovery) ----
  *
  * Bytes in, records applied to the job table, an outcome out: no I/O, no
- * logging, no libuv. journal.c maps the files and acts on the outcome
- * (truncates, refuses, logs); tests/fuzz/fuzz_journal.c feeds them
+ * logging, no libuv. recovery.c maps the files and applies the directory's
+ * rules, journal.c acts on the outcome (truncates, refuses, logs), `lossweight
+ * check` only reports it; tests/fuzz/fuzz_journal.c feeds them
  * arbitrary bytes. The rules are those of docs/durability.md ("Damage found
  * while replaying"). A record is checked (length, CRC-32C, type) before any
  * of it is used, and its content is checked against the job before any of

@@ -24,6 +24,9 @@
  *   metrics.c   Prometheus counters and the /metrics text
  *   journal.c   the data directory: journal, group commit, snapshots, recovery
  *   persist.c   what journal records and snapshot entries hold; replaying them
+ *   recovery.c  reading a data directory as start-up does (also `lossweight check`)
+ *   recovery_stubs.c  not in the daemon: stands in for the loop-side files
+ *               where recovery runs without them (the tool, the fuzz target)
  *   crc32c.c    the records' checksum
  *   notify.c    sd_notify for Type=notify
  *   log.c       operator logs
@@ -43,6 +46,11 @@
 
 #define LWD_VERSION LW_VERSION
 #define LWD_JOB_ID_MAX 128
+
+/* Defaults of lossweightd's flags that `lossweight check` needs too. */
+#define LWD_DEFAULT_MAX_JOBS 1024
+#define LWD_DEFAULT_HISTORY 10000
+#define LWD_DEFAULT_MAX_AHEAD 1024
 #define LWD_JSON_MAX_DEPTH 32  /* bracket nesting a body may have (checked before cJSON) */
 #define LWD_WAIT_MS_MAX 600000 /* longest ?wait_ms= */
 

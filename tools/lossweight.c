@@ -5,6 +5,8 @@
  *                                        (a report body without rank); one decision per
  *                                        line out.
  *   lossweight methods [--pretty]        the method table, the document GET /v1/methods serves
+ *   lossweight check [--json] DATA_DIR   will a lossweightd data directory recover, and what
+ *                                        is in it (read-only; tools/check.c)
  *
  * replay is how users try a method offline on a logged run and how the
  * reference vectors are checked: it parses with the daemon's own wire code
@@ -16,6 +18,7 @@
  * answers a bad report with a 4xx), the remaining lines are still replayed,
  * and the exit status is 2. A bad spec line ends the run with status 2.
  */
+#include "check.h"
 #include "lossweight.h"
 #include "wire.h"
 
@@ -26,15 +29,27 @@
 static void usage(FILE *f)
 {
     fputs("usage: lossweight replay < lines.jsonl\n"
-          "       lossweight methods [--pretty]\n"
-          "       lossweight --version | --help\n"
+          "       lossweight methods [--pretty]\n",
+          f);
+    check_usage(f);
+    fputs("       lossweight --version | --help\n"
           "\n"
           "replay: the first line is a job spec (the body of PUT /v1/jobs/{job}), every\n"
           "        later line one step's input (a report body; \"rank\" is ignored). Prints\n"
           "        one decision per step: {\"step\":..,\"weights\":[..],\"method\":..,\"status\":\"decided\"}.\n"
           "        A bad line: a message with its line number on stderr, nothing printed for\n"
           "        it, the job unchanged; the exit status is then 2.\n"
-          "methods: prints every weighting method with its inputs, parameters and state.\n",
+          "methods: prints every weighting method with its inputs, parameters and state.\n"
+          "check:   reads a lossweightd data directory as the daemon's start-up would\n"
+          "         (the same code), changing nothing, and prints the snapshot used, the\n"
+          "         segments replayed, every job (method, tasks, world_size, decided and\n"
+          "         open steps) and a verdict: ok; torn tail (the daemon would drop it on\n"
+          "         start: still status 0); corrupt (the daemon would refuse to start:\n"
+          "         file, offset, reason; status 1). --json: the same as one JSON document.\n"
+          "         --max-tasks, --max-world, --history: as given to lossweightd (a job\n"
+          "         beyond its limits does not load; defaults are the daemon's). A daemon\n"
+          "         running on the directory is noted, and the check still runs.\n"
+          "         Status: 0 recovers, 1 would not (or unreadable), 2 usage error.\n",
           f);
 }
 
@@ -177,6 +192,8 @@ int main(int argc, char **argv)
         return cmd_replay();
     if (strcmp(argv[1], "methods") == 0)
         return cmd_methods(argc, argv);
+    if (strcmp(argv[1], "check") == 0)
+        return cmd_check(argc - 1, argv + 1);
     fprintf(stderr, "lossweight: unknown command \"%s\"\n", argv[1]);
     usage(stderr);
     return 2;

@@ -34,15 +34,13 @@
  *
  * The daemon's globals that recovery reads are set up as main.c would with
  * small limits (so that steps stay cheap); what the loop-side files
- * (router.c, http.c, main.c, journal.c, metrics.c) provide is stubbed below
- * -- no request is ever answered during recovery, so the answering stubs
- * abort.
+ * (router.c, http.c, main.c, journal.c, metrics.c) provide comes from
+ * server/recovery_stubs.c, shared with `lossweight check` -- no request is
+ * ever answered during recovery, so the answering stubs abort.
  *
  * Seeds: tests/fuzz/seed_journal.sh runs a daemon and keeps its files.
  */
 #include "jobs.h"
-#include "journal.h"
-#include "metrics.h"
 #include "persist.h"
 
 #include "crc32c.h"
@@ -66,53 +64,6 @@ static void check(int ok, const char *what, const char *detail)
         abort();
     }
 }
-
-/* ---- what the rest of the daemon provides ---- */
-
-lwd_server srv;
-
-uint64_t now_ms(void) { return 0; }
-
-/* Nothing is answered during recovery. */
-static void never(const char *what) { check(0, "called during recovery", what); }
-void reply_json(lwd_req *rq, int status, cJSON *doc) { (void)rq, (void)status, (void)doc, never("reply_json"); }
-void reply_copy(lwd_req *rq, int status, const char *body, size_t len)
-{
-    (void)rq, (void)status, (void)body, (void)len, never("reply_copy");
-}
-void reply_error(lwd_req *rq, int status, const char *code, const char *field, const char *fmt, ...)
-{
-    (void)rq, (void)status, (void)code, (void)field, (void)fmt, never("reply_error");
-}
-void reply_lw_error(lwd_req *rq, const lw_error *err) { (void)rq, (void)err, never("reply_lw_error"); }
-void req_wait(lwd_req *rq, lwd_job *job, int64_t step, int kind, int64_t rank, int64_t wait_ms)
-{
-    (void)rq, (void)job, (void)step, (void)kind, (void)rank, (void)wait_ms, never("req_wait");
-}
-void waiter_answer(lwd_waiter *w, int status, const char *body, size_t len)
-{
-    (void)w, (void)status, (void)body, (void)len, never("waiter_answer");
-}
-void waiter_answer_error(lwd_waiter *w, int status, const char *code, const char *field,
-                         const char *message)
-{
-    (void)w, (void)status, (void)code, (void)field, (void)message, never("waiter_answer_error");
-}
-
-/* journal.c while it replays: nothing is journaled. */
-int journal_append(const journal_event *ev)
-{
-    (void)ev;
-    return 0;
-}
-const char *journal_error(void) { return "replaying"; }
-int journal_replaying(void) { return 1; }
-
-void metrics_report_accepted(void) {}
-void metrics_step_decided(void) {}
-void metrics_step_failed(void) {}
-void metrics_barrier_timeout(int decided) { (void)decided; }
-void metrics_steps_closed(uint64_t n) { (void)n; }
 
 static int verbose; /* FUZZ_JOURNAL_VERBOSE=1: what recovery made of each input */
 

@@ -251,3 +251,26 @@ def snapshot_of(client, jobs):
                   "history": json.dumps(history(client, j), sort_keys=True),
                   "weights": (st, w)}
     return out
+
+
+def uw_pair_daemon(procs, data, n_reports=7):
+    """A daemon on `data` (no timed snapshots) with job "j" (uw, 2 tasks,
+    world_size 2) and n_reports reports posted alternately by ranks 0 and 1:
+    steps 0 .. n_reports // 2 - 1 decided, and step n_reports // 2 open
+    with rank 0's report when n_reports is odd."""
+    d = procs.start(data, "--snapshot-interval-s", "0")
+    c = d.client()
+    assert c.put("/v1/jobs/j", {"tasks": ["a", "b"], "method": "uw", "world_size": 2})[0] == 201
+    for i in range(n_reports):
+        st, doc = c.post("/v1/jobs/j/reports?wait_ms=0", report("j", i % 2, i // 2, 2))
+        assert st in (200, 202), doc
+    return d
+
+
+def flip(path, offset):
+    """Invert some bits of the byte at offset (a corrupted record)."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x5A]))

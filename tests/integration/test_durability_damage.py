@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from durability_util import (FILE_HDR, REC_REPORT, frame, records, report, segments,
+from durability_util import (FILE_HDR, REC_REPORT, flip, frame, records, report, segments,
                              snapshot_of, snapshots)
 
 
@@ -84,14 +84,6 @@ def test_junk_after_the_last_record_is_dropped(procs, tmp_path, tail):
     assert after == before
     assert d.events("torn_tail_dropped")[0]["bytes"] == str(len(tail))
     assert seg.stat().st_size == size
-
-
-def flip(path, offset):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x5A]))
 
 
 @pytest.mark.parametrize("where", ["payload", "length", "crc"])

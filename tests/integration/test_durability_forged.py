@@ -9,27 +9,15 @@ import struct
 import pytest
 
 from durability_util import (REC_REPORT, REC_STEP_DECIDED, frame, report, segments,
-                             snapshots)
+                             snapshots, uw_pair_daemon)
 
 REC_SNAP_JOB = 16
 HAS_LOSSES, HAS_GRAD_NORMS, HAS_GRAM = 1, 2, 4
 
 
-def open_step_daemon(procs, data):
-    """A daemon on data with job j (uw, 2 tasks, world_size 2): steps 0-2
-    decided, step 3 open with rank 0's report."""
-    d = procs.start(data, "--snapshot-interval-s", "0")
-    c = d.client()
-    assert c.put("/v1/jobs/j", {"tasks": ["a", "b"], "method": "uw", "world_size": 2})[0] == 201
-    for i in range(7):
-        st, doc = c.post("/v1/jobs/j/reports?wait_ms=0", report("j", i % 2, i // 2, 2))
-        assert st in (200, 202), doc
-    return d
-
-
 def journal_with_open_step(procs, data):
-    """open_step_daemon's journal, ended by kill -9."""
-    open_step_daemon(procs, data).kill()
+    """uw_pair_daemon's journal, ended by kill -9."""
+    uw_pair_daemon(procs, data).kill()
 
 
 def report_record(rank, step, parts, numbers, epoch=-1, samples=1.0, has_samples=0, tasks=2):
@@ -110,8 +98,8 @@ def forge_snapshot(path, edit):
 
 
 def snapshot_dir(procs, data):
-    """open_step_daemon's state as the snapshot of a clean shutdown."""
-    assert open_step_daemon(procs, data).term() == 0
+    """uw_pair_daemon's state as the snapshot of a clean shutdown."""
+    assert uw_pair_daemon(procs, data).term() == 0
     return snapshots(data)[-1]
 
 
