@@ -38,6 +38,8 @@
 
 #define DIGEST_LEN 32
 
+_Static_assert(AUTH_PREFIX_MAX == LWD_JOB_ID_MAX, "a token's job prefix is at most a job id");
+
 typedef struct auth_entry {
     unsigned char digest[DIGEST_LEN];
     int role;
