@@ -647,19 +647,28 @@ static void rec_io_error(void *ctx, const char *op, const char *path, int err)
 static void rec_refuse(void *ctx, const char *path, uint64_t off, const char *why,
                        const char *detail, int cuttable)
 {
-    (void)ctx, (void)cuttable;
+    /* --truncate-corrupt helps only for a damaged record in a segment
+     * (cuttable); a missing segment, a bad file header or a damaged snapshot
+     * with no journal to fall back on needs the files put right by hand. */
+    const char *advice =
+        cuttable ? "--truncate-corrupt drops the journal from this offset on (a copy is kept)"
+                 : "--truncate-corrupt cannot help here: restore the file from a backup or "
+                   "move the data directory aside";
+    (void)ctx;
     log_begin(LL_ERROR, "journal_corrupt");
     log_str("file", path);
     log_int("offset", (long long)off);
     log_str("error", why);
     if (detail)
         log_str("detail", detail);
-    log_str("msg", "refusing to start: this is not a torn last write. Inspect the file; "
-                   "--truncate-corrupt drops everything from this offset on (a copy is kept)");
+    log_str("msg", cuttable ? "refusing to start: this is not a torn last write. Inspect the "
+                              "file; --truncate-corrupt drops everything from this offset on "
+                              "(a copy is kept)"
+                            : "refusing to start: the directory cannot recover as it is; "
+                              "--truncate-corrupt cannot help here");
     log_end();
-    fprintf(stderr, "lossweightd: %s: corrupt at offset %llu (%s%s%s); refusing to start "
-                    "(--truncate-corrupt drops the journal from there on)\n",
-            path, (unsigned long long)off, why, detail ? ": " : "", detail ? detail : "");
+    fprintf(stderr, "lossweightd: %s: corrupt at offset %llu (%s%s%s); refusing to start (%s)\n",
+            path, (unsigned long long)off, why, detail ? ": " : "", detail ? detail : "", advice);
 }
 
 static void rec_snapshot_invalid(void *ctx, const char *path, const persist_result *r)

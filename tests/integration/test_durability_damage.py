@@ -98,7 +98,7 @@ def test_corruption_in_the_middle_refuses_then_truncate_flag(procs, tmp_path, wh
     rc, log = procs.start_fails(data)
     assert rc != 0
     assert seg.name in log and f"offset={off}" in log and f"offset {off}" in log, log
-    assert "--truncate-corrupt" in log
+    assert "--truncate-corrupt drops" in log and "cannot help" not in log, log
     assert seg.stat().st_size == size  # nothing was changed
     # the operator chooses to cut there
     ref = tmp_path / "ref"
@@ -151,6 +151,8 @@ def test_damaged_snapshot_without_the_journal_before_it_refuses(procs, tmp_path)
     flip(snap, snap.stat().st_size // 2)
     rc, log = procs.start_fails(data)
     assert rc != 0 and "snapshot_invalid" in log and snap.name in log, log
+    # nothing to cut: the advice says so instead of pointing to --truncate-corrupt
+    assert "--truncate-corrupt cannot help" in log and "--truncate-corrupt drops" not in log, log
     flip(snap, snap.stat().st_size // 2)  # repaired
     d = procs.start(data)
     assert d.client().get("/v1/jobs/j/steps/0")[0] == 200
