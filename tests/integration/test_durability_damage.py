@@ -135,6 +135,34 @@ def test_a_valid_record_that_does_not_apply_refuses(procs, tmp_path):
     assert seg.stat().st_size == size
 
 
+def test_crafted_headers_after_a_bad_record_cannot_stall_start_up(procs, tmp_path):
+    """A bad record at the end of the last segment is a torn write only if no
+    valid record follows; deciding that must not take quadratic time when
+    every offset after it carries a header claiming a payload to the end of
+    the file (about 3 * 10^11 bytes to checksum here). Past a bounded scan the
+    daemon refuses promptly, naming the offset, instead of dropping the rest
+    as a torn write."""
+    data = tmp_path / "data"
+    build_journal(procs, data)
+    seg = segments(data)[0]
+    size = seg.stat().st_size
+    total = 2 << 20  # 2 MB of fake headers, every 12 bytes
+    fake = bytearray()
+    while len(fake) < total:
+        remaining = total - len(fake) - 12
+        fake += struct.pack("<IIB3x", 0, max(0, remaining), REC_REPORT)
+    with open(seg, "ab") as f:
+        f.write(b"\xff" * 12)  # a bad record header at offset `size`
+        f.write(bytes(fake))
+    before = seg.read_bytes()
+    rc, log = procs.start_fails(data, timeout=30)
+    assert rc != 0 and f"offset={size}" in log and "could be checked" in log, log
+    assert seg.read_bytes() == before  # not truncated as a torn write
+    d = procs.start(data, "--truncate-corrupt")  # the operator's choice
+    assert d.client().get("/v1/jobs/j")[0] == 200
+    assert seg.stat().st_size == size
+
+
 def test_damaged_snapshot_without_the_journal_before_it_refuses(procs, tmp_path):
     data = tmp_path / "data"
     d = procs.start(data)
