@@ -29,7 +29,7 @@
 
 static const lwd_route routes[] = {
     /* verb     pattern                          handler          name         role          scope         body */
-    {"PUT",    "/v1/jobs/{job}",               api_job_put,     "job_put",    ROLE_ADMIN,   SCOPE_JOB,    1},
+    {"PUT",    "/v1/jobs/{job}",               api_job_put,     "job_put",    ROLE_TRAINER,   SCOPE_JOB,    1},
     {"GET",    "/v1/jobs",                     api_jobs_list,   "jobs_list",  ROLE_READER,  SCOPE_LIST,   0},
     {"GET",    "/v1/jobs/{job}",               api_job_get,     "job_get",    ROLE_READER,  SCOPE_JOB,    0},
     {"DELETE", "/v1/jobs/{job}",               api_job_delete,  "job_delete", ROLE_ADMIN,   SCOPE_JOB,    0},
@@ -38,7 +38,7 @@ static const lwd_route routes[] = {
     {"GET",    "/v1/jobs/{job}/weights",       api_weights_get, "weights",    ROLE_READER,  SCOPE_JOB,    0},
     {"GET",    "/v1/jobs/{job}/history",       api_history_get, "history",    ROLE_READER,  SCOPE_JOB,    0},
     {"GET",    "/v1/jobs/{job}/state",         api_state_get,   "state_get",  ROLE_READER,  SCOPE_JOB,    0},
-    {"PUT",    "/v1/jobs/{job}/state",         api_state_put,   "state_put",  ROLE_ADMIN,   SCOPE_JOB,    1},
+    {"PUT",    "/v1/jobs/{job}/state",         api_state_put,   "state_put",  ROLE_TRAINER,   SCOPE_JOB,    1},
     {"GET",    "/v1/methods",                  api_methods,     "methods",    ROLE_READER,  SCOPE_ANY,    0},
     {"GET",    "/healthz",                     api_healthz,     "healthz",    ROLE_OPEN,    SCOPE_ANY,    0},
     {"GET",    "/metrics",                     api_metrics,     "metrics",    ROLE_READER,  SCOPE_DAEMON, 0},
