@@ -34,8 +34,10 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define LIVE_RETRIES 5              /* a running daemon removed a file we listed */
@@ -183,21 +185,46 @@ static void on_stale(void *ctx, const char *path, int why)
 
 /* ---- the lock ---- */
 
+/* Is the file (dev, ino) flock()ed by some process? Read from /proc/locks
+ * ("N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END", device numbers
+ * in hex), so that the check never takes the lock itself: a daemon starting
+ * at that moment would find it taken and exit. 1: held, 0: not, -1: cannot
+ * tell (no /proc/locks). */
+static int flocked(dev_t dev, ino_t ino)
+{
+    FILE *f = fopen("/proc/locks", "re");
+    char line[256], type[16];
+    unsigned maj, min;
+    unsigned long long inode;
+    int held = 0;
+    if (!f)
+        return -1;
+    while (!held && fgets(line, sizeof line, f))
+        held = !strstr(line, "->") && /* a waiter, not a holder */
+               sscanf(line, "%*d: %15s %*s %*s %*d %x:%x:%llu", type, &maj, &min, &inode) == 4 &&
+               strcmp(type, "FLOCK") == 0 && makedev(maj, min) == dev &&
+               inode == (unsigned long long)ino;
+    fclose(f);
+    return held;
+}
+
 /* Is a daemon holding dir/LOCK? 1 with its pid (as LOCK says) in pid, 0
- * not. Read-only: LOCK is not created, and a lock we get is dropped. */
+ * not. Read-only: LOCK is not created, and not locked either unless
+ * /proc/locks is missing (then a lock we get is dropped at once). */
 static int probe_lock(const char *dir, char *pid, size_t pidlen)
 {
     char path[PATH_MAX + 16];
+    struct stat st;
     snprintf(path, sizeof path, "%s/LOCK", dir);
     pid[0] = '\0';
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return 0;
-    int held = 0;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        held = errno == EWOULDBLOCK;
-    } else {
-        flock(fd, LOCK_UN);
+    int held = fstat(fd, &st) == 0 ? flocked(st.st_dev, st.st_ino) : -1;
+    if (held < 0) {
+        held = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        if (!held)
+            flock(fd, LOCK_UN);
     }
     if (held) {
         ssize_t k = pread(fd, pid, pidlen - 1, 0);
