@@ -193,3 +193,19 @@ size_t lw_fair_method_work_size(size_t T)
     size_t a = lw_fair_work_size(T), b = lw_la_psd_pinv_size(T);
     return 2 * T * T + 3 * T + (a > b ? a : b);
 }
+
+size_t lw_fair_restrict(size_t T, const double *H, size_t *idx, double *Ha)
+{
+    double dmax = 0.0;
+    size_t m = 0;
+    for (size_t i = 0; i < T; i++)
+        if (H[i * T + i] > dmax)
+            dmax = H[i * T + i];
+    for (size_t i = 0; i < T; i++)
+        if (dmax > 0 && H[i * T + i] > 1e-20 * dmax)
+            idx[m++] = i;
+    for (size_t a = 0; a < m; a++)
+        for (size_t b = 0; b < m; b++)
+            Ha[a * m + b] = H[idx[a] * T + idx[b]];
+    return m;
+}

@@ -62,6 +62,11 @@ size_t lw_fair_work_size(size_t n);
  * pseudo-inverse's, whichever is larger. */
 size_t lw_fair_method_work_size(size_t T);
 
+/* The tasks that have a gradient -- G_ii above 1e-20 of max_j G_jj (none
+ * when every G_ii is 0) -- in idx, and H (T x T, row-major) restricted to
+ * them in Ha (m x m). Returns m. */
+size_t lw_fair_restrict(size_t T, const double *H, size_t *idx, double *Ha);
+
 /* Solve (G + ridge ||G||_F I) x = x^(-p) for x > 0. G: n x n symmetric,
  * row-major. x0: start point (n numbers; NULL, or any entry not > 0 or not
  * finite: all ones), on the scale of x. Writes x only on LW_FAIR_OK.

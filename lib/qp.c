@@ -51,6 +51,7 @@
  * memory has no declared type, so storing ints there is well defined).
  */
 #include "qp.h"
+#include "linalg.h"
 
 #include <lapacke.h>
 #include <string.h>
@@ -96,22 +97,10 @@ static qp_ws ws_carve(size_t n, double *work)
     return w;
 }
 
-void lw_qp_sym_copy(size_t n, const double *G, double *H)
-{
-    for (size_t i = 0; i < n; i++) {
-        H[i * n + i] = G[i * n + i];
-        for (size_t j = i + 1; j < n; j++) {
-            double v = 0.5 * (G[i * n + j] + G[j * n + i]);
-            H[i * n + j] = v;
-            H[j * n + i] = v;
-        }
-    }
-}
-
 void lw_qp_torchjd_gram(size_t n, const double *G, double norm_eps, double reg_eps, double *H)
 {
     double tr = 0.0;
-    lw_qp_sym_copy(n, G, H);
+    lw_la_symmetrize(n, G, H);
     for (size_t i = 0; i < n; i++)
         tr += H[i * n + i];
     for (size_t k = 0; k < n * n; k++)

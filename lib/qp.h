@@ -64,9 +64,6 @@ typedef struct lw_qp_info {
     int fallback;  /* 1: block pivoting gave up and the primal method finished */
 } lw_qp_info;
 
-/* H = (G + G') / 2, n x n row-major. */
-void lw_qp_sym_copy(size_t n, const double *G, double *H);
-
 /* TorchJD's preparation of a Gramian for its dual-cone projections:
  * H = (G + G')/2 / tr(G), or 0 when tr(G) < norm_eps (absolute, as TorchJD),
  * then H += reg_eps I. */

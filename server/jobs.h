@@ -138,6 +138,9 @@ lwd_pending *steps_find_open(const lwd_job *job, int64_t step);
 /* Record a checked report into an open step (creating it). Used by the
  * report path and by restore. NULL on allocation failure. */
 lwd_pending *steps_record(lwd_job *job, int64_t rank, const wire_report *r, uint64_t digest);
+/* Does r carry the inputs and epoch of the open step p's first report (the
+ * shape every report of a step shares)? 1 also when p is NULL or empty. */
+int steps_report_fits(const lwd_pending *p, const wire_report *r);
 uint64_t report_digest(const lwd_job *job, const wire_report *r);
 void rank_remember(lwd_rank *rk, int64_t step, uint64_t digest);
 /* Free an open step (closes its timer asynchronously). */

@@ -69,9 +69,10 @@ static void put(const char *s, size_t n)
 
 static void puts_(const char *s) { put(s, strlen(s)); }
 
-static void put_json_string(const char *v)
+/* v[0 .. n) in double quotes, '"' and '\\' backslashed; control bytes as
+ * \u00XX (JSON) or \xXX (text, which also escapes DEL). */
+static void put_quoted(const char *v, size_t n, int json)
 {
-    size_t n = strnlen(v, LOG_VALUE_MAX);
     puts_("\"");
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)v[i];
@@ -79,15 +80,16 @@ static void put_json_string(const char *v)
         if (c == '"' || c == '\\') {
             esc[0] = '\\', esc[1] = (char)c;
             put(esc, 2);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            put(esc, 6);
+        } else if (c < 0x20 || (!json && c == 0x7f)) {
+            put(esc, (size_t)snprintf(esc, sizeof esc, json ? "\\u%04x" : "\\x%02x", c));
         } else {
             put((const char *)&c, 1);
         }
     }
     puts_("\"");
 }
+
+static void put_json_string(const char *v) { put_quoted(v, strnlen(v, LOG_VALUE_MAX), 1); }
 
 static void put_text_value(const char *v)
 {
@@ -98,25 +100,10 @@ static void put_text_value(const char *v)
         if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f)
             quote = 1;
     }
-    if (!quote) {
+    if (quote)
+        put_quoted(v, n, 0);
+    else
         put(v, n);
-        return;
-    }
-    puts_("\"");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\', esc[1] = (char)c;
-            put(esc, 2);
-        } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof esc, "\\x%02x", c);
-            put(esc, 4);
-        } else {
-            put((const char *)&c, 1);
-        }
-    }
-    puts_("\"");
 }
 
 /* key, separator; the value follows. */

@@ -206,18 +206,6 @@ bad:
     return err->code;
 }
 
-/* As for POST .../reports (steps.c, check 7): a step's reports all carry
- * the parts and the epoch of its first. */
-static int report_fits(const lwd_pending *p, const wire_report *r)
-{
-    unsigned has = (r->losses ? HAS_LOSSES : 0) | (r->grad_norms ? HAS_GRAD_NORMS : 0) |
-                   (r->gram ? HAS_GRAM : 0) | (r->losses_after ? HAS_LOSSES_AFTER : 0);
-    for (int k = 0; k < p->job->world; k++)
-        if (p->by_rank[k])
-            return p->by_rank[k]->has == has && p->by_rank[k]->epoch == r->epoch;
-    return 1;
-}
-
 static int import_open(lwd_job *j, const cJSON *open, lw_error *err)
 {
     const cJSON *so, *rep;
@@ -250,7 +238,7 @@ static int import_open(lwd_job *j, const cJSON *open, lw_error *err)
             lwd_pending *p = steps_find_open(j, step);
             if (p && p->by_rank[r.rank])
                 return fail(err, LW_EINVAL, f, "a rank reports a step once");
-            if (p && !report_fits(p, &r))
+            if (!steps_report_fits(p, &r))
                 return fail(err, LW_EINVAL, f,
                             "the reports of a step carry the same inputs and epoch");
             lw_input in = wire_report_input(&r);

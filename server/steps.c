@@ -190,6 +190,25 @@ static const lwd_report *pending_first(const lwd_pending *p)
     return NULL;
 }
 
+int steps_report_fits(const lwd_pending *p, const wire_report *r)
+{
+    const lwd_report *f = p ? pending_first(p) : NULL;
+    return !f || (f->has == report_has(r) && f->epoch == r->epoch);
+}
+
+/* Journal a report before it changes anything; 0, or -1 with the 503
+ * answered. */
+static int journal_report(lwd_req *rq, const lwd_job *job, const wire_report *r)
+{
+    journal_event ev = {.kind = JOURNAL_REPORT, .job = job->id, .step = r->step, .rank = r->rank,
+                        .report = r, .tasks = job->T};
+    if (journal_append(&ev) == 0)
+        return 0;
+    reply_error(rq, 503, "unavailable", NULL, "the journal refused the report: %s",
+                journal_error());
+    return -1;
+}
+
 lwd_pending *steps_record(lwd_job *job, int64_t rank, const wire_report *r, uint64_t digest)
 {
     size_t T = job->T;
@@ -625,13 +644,8 @@ void steps_report(lwd_req *rq, lwd_job *job, const cJSON *doc, int64_t wait_ms)
         /* A late rank: the step was decided without it (barrier timeout).
          * It gets the decision; its numbers are not counted. Journaled, as
          * the rank's position moves. */
-        journal_event ev = {.kind = JOURNAL_REPORT, .job = job->id, .step = s, .rank = r.rank,
-                            .report = &r, .tasks = job->T};
-        if (journal_append(&ev) != 0) {
-            reply_error(rq, 503, "unavailable", NULL, "the journal refused the report: %s",
-                        journal_error());
+        if (journal_report(rq, job, &r) != 0)
             return;
-        }
         rank_remember(rk, s, dg);
         answer_decided(rq, job, d);
         return;
@@ -649,23 +663,15 @@ void steps_report(lwd_req *rq, lwd_job *job, const cJSON *doc, int64_t wait_ms)
         return;
     }
     lwd_pending *p = steps_find_open(job, s);
-    if (p) {
-        const lwd_report *f = pending_first(p);
-        if (f && (f->has != report_has(&r) || f->epoch != r.epoch)) {
-            reply_error(rq, 409, "conflict", "step",
-                        "the reports of step %lld must carry the same inputs and epoch; "
-                        "this one differs from the first",
-                        (long long)s);
-            return;
-        }
-    }
-    journal_event ev = {.kind = JOURNAL_REPORT, .job = job->id, .step = s, .rank = r.rank,
-                        .report = &r, .tasks = job->T};
-    if (journal_append(&ev) != 0) {
-        reply_error(rq, 503, "unavailable", NULL, "the journal refused the report: %s",
-                    journal_error());
+    if (!steps_report_fits(p, &r)) {
+        reply_error(rq, 409, "conflict", "step",
+                    "the reports of step %lld must carry the same inputs and epoch; "
+                    "this one differs from the first",
+                    (long long)s);
         return;
     }
+    if (journal_report(rq, job, &r) != 0)
+        return;
     if (!(p = steps_record(job, r.rank, &r, dg))) {
         /* The report is journaled: carrying on without it would make this
          * process and a replay disagree. Fatal, as in decide(). */
@@ -744,9 +750,7 @@ int steps_replay_report(lwd_job *job, const wire_report *r, char *msg, size_t le
                  (long long)r->rank, (long long)r->step, err.message);
         return -1;
     }
-    const lwd_pending *open = steps_find_open(job, r->step);
-    const lwd_report *f = open ? pending_first(open) : NULL;
-    if (f && (f->has != report_has(r) || f->epoch != r->epoch)) {
+    if (!steps_report_fits(steps_find_open(job, r->step), r)) {
         snprintf(msg, len, "job \"%s\": rank %lld's report of step %lld differs in shape from "
                  "the step's first", job->id, (long long)r->rank, (long long)r->step);
         return -1;

@@ -36,7 +36,6 @@
 #include "../linalg.h"
 #include "../lw_internal.h"
 
-#define FAIR_ZERO_REL 1e-20
 /* Ridge (relative to ||G||_F) of the fallback solve when no root exists. */
 #define FAIR_FALLBACK_RIDGE 1e-6
 
@@ -66,23 +65,13 @@ static int fairgrad_step(const lw_job *job, double *state, double *work, const l
     }
     const double p = 1.0 / alpha;
     lw_la_symmetrize(T, in->gram, H);
-    double dmax = 0.0;
-    for (size_t i = 0; i < T; i++)
-        if (H[i * T + i] > dmax)
-            dmax = H[i * T + i];
-    size_t m = 0;
-    for (size_t i = 0; i < T; i++)
-        if (dmax > 0 && H[i * T + i] > FAIR_ZERO_REL * dmax)
-            idx[m++] = i;
+    size_t m = lw_fair_restrict(T, H, idx, Ha);
     for (size_t i = 0; i < T; i++)
         w[i] = 0.0;
     if (m == 0)
         return 0; /* every gradient is zero: nothing to combine */
-    for (size_t a = 0; a < m; a++) {
+    for (size_t a = 0; a < m; a++)
         x0[a] = 1.0 / (double)T;
-        for (size_t b = 0; b < m; b++)
-            Ha[a * m + b] = H[idx[a] * T + idx[b]];
-    }
     int rc = lw_fair_solve(m, Ha, p, 0.0, x0, xa, ws, NULL);
     if (rc == LW_FAIR_NOTPD && lw_la_psd_project(m, Ha, ws) == 0)
         rc = lw_fair_solve(m, Ha, p, 0.0, x0, xa, ws, NULL);

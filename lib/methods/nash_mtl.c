@@ -51,8 +51,6 @@
 
 #include <string.h>
 
-/* A task with G_ii at or below this fraction of max_j G_jj has no gradient. */
-#define NASH_ZERO_REL 1e-20
 /* torch.nn.utils.clip_grad_norm_'s guard. */
 #define CLIP_EPS 1e-6
 
@@ -97,21 +95,11 @@ static int nash_step(const lw_job *job, double *state, double *work, const lw_in
     lw_la_symmetrize(T, in->gram, H);
     uint64_t every = (uint64_t)lw_pnum(job, P_UPDATE_EVERY);
     if (job->steps_done % every == 0) {
-        double dmax = 0.0;
-        for (size_t i = 0; i < T; i++)
-            if (H[i * T + i] > dmax)
-                dmax = H[i * T + i];
-        size_t m = 0;
-        for (size_t i = 0; i < T; i++)
-            if (dmax > 0 && H[i * T + i] > NASH_ZERO_REL * dmax)
-                idx[m++] = i;
+        size_t m = lw_fair_restrict(T, H, idx, Ha);
         int rc = LW_FAIR_NOSOL;
         if (m > 0) {
-            for (size_t a = 0; a < m; a++) {
+            for (size_t a = 0; a < m; a++)
                 x0[a] = alpha[idx[a]];
-                for (size_t b = 0; b < m; b++)
-                    Ha[a * m + b] = H[idx[a] * T + idx[b]];
-            }
             rc = lw_fair_solve(m, Ha, 1.0, 0.0, x0, xa, ws, NULL);
             if (rc == LW_FAIR_NOTPD) {
                 if (lw_la_psd_project(m, Ha, ws) == 0)

@@ -42,6 +42,7 @@
  * that wants the seeds' behaviour back-propagates sum_i w_i L_i.
  */
 #include "../lw_internal.h"
+#include "../linalg.h"
 #include "../qp.h"
 
 #include <lapacke.h>
@@ -192,7 +193,7 @@ static int exact(const lw_job *job, const double *G, double *work, double *w, lw
     const size_t T = job->T, N = T + 1;
     double *H = work + 2 * N * N + (9 + PARETO_LWORK_PER_N) * N + T;
     double *qw = H + T * T;
-    lw_qp_sym_copy(T, G, H);
+    lw_la_symmetrize(T, G, H);
     double hmax = 0.0, ridge;
     for (size_t i = 0; i < T; i++)
         if (H[i * T + i] > hmax)

@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "lossweight.h"
+#include "linalg.h"
 #include "qp.h"
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -399,7 +400,7 @@ static void test_qp_kkt_random(void **st)
                 double ridge;
                 make_set(kind, T, d, g);
                 gram_of(T, d, g, G);
-                lw_qp_sym_copy(T, G, H);
+                lw_la_symmetrize(T, G, H);
                 assert_int_equal(lw_qp_ridge(T, H, work, &ridge, &err), 0);
                 assert_true(ridge <= 1e-6 * max_diag(T, G) + 1e-300);
                 /* Simplex, no bounds (MGDA). */
@@ -458,7 +459,7 @@ static void test_qp_bpp_equals_primal(void **st)
         double ridge;
         make_set(rep % SET_COUNT, T, d, g);
         gram_of(T, d, g, G);
-        lw_qp_sym_copy(T, G, H);
+        lw_la_symmetrize(T, G, H);
         assert_int_equal(lw_qp_ridge(T, H, work, &ridge, &err), 0);
         for (int eq = 0; eq < 2; eq++) {
             /* q = H r, as in every use (dual cone: r = u; bounds: r = c / s). */
