@@ -43,7 +43,7 @@
  * pivot transform of H shared by all the tasks, lw_qp_solve() as fallback.
  *
  * Dense linear algebra is LAPACK's (dposv, dsysv, dpotrf; for the UPGrad
- * driver also dtrtrs, dpotrs, dpotri, dgesv) through the LAPACKE *_work entry
+ * driver also dtrtrs, dtrtri, dlauum, dgesv) through the LAPACKE *_work entry
  * points in column-major layout, which do not allocate -- and dpotf2, which
  * LAPACKE does not wrap, through lapack.h's LAPACK_dpotf2 (on the driver's
  * k x k blocks, k ~ 10-30, the unblocked factorisation is the cheaper
@@ -53,6 +53,7 @@
 #include "qp.h"
 #include "linalg.h"
 
+#include <float.h>
 #include <lapacke.h>
 #include <string.h>
 
@@ -535,15 +536,15 @@ int lw_qp_dual_cone(size_t n, const double *H, const double *u, double *v, doubl
  * ppt(ppt(H, B), D) = ppt(H, B xor D). So
  *
  *  - M = ppt(H, B) is computed once for a base set B (each_base: a Cholesky
- *    factorisation of H_BB, two triangular solves, dpotri), B being the set
- *    most tasks start from (bpp's cold start F = {j : q_j < 0}) and, after
- *    EACH_REBASE tasks, the set most of their solutions have;
+ *    factorisation of H_BB, two triangular solves, dtrtri and dlauum), B
+ *    being the set most tasks start from (bpp's cold start F = {j : q_j <
+ *    0}) and, after EACH_REBASE tasks, the set most of their solutions have;
  *  - a round on F solves with M_DD, D = F xor B: k = |D| ~ 0.2 n where
  *    |F| ~ 0.4 n. M_DD = [[P1, C], [-C', P2]] (D split into B \ F and
  *    F \ B, the smaller part first), P1 and P2 positive definite (principal
  *    blocks of H_BB^-1 and of the Schur complement H / H_BB), so block
  *    elimination with two Cholesky factorisations solves it (each_factor:
- *    dpotf2, dtrtrs; each_apply: dtrtrs, dpotrs);
+ *    dpotf2, dtrtrs; each_apply: dtrtrs);
  *  - later rounds of the same task reuse that factorisation, the anchor D_a:
  *    with N = ppt(M, D_a), a round on D = D_a xor X is ppt(N, X), an
  *    |X| x |X| system (dgesv) whose entries need M_{D_a D_a}^-1 applied to
@@ -566,15 +567,20 @@ int lw_qp_dual_cone(size_t n, const double *H, const double *u, double *v, doubl
  * tasks. Everything is a fixed sequence of operations on (H, p): the same
  * input gives the same bits.
  *
- * Where the time goes (tests/bench/bench_methods.c's T = 128 Gram, counted
- * with callgrind: about 54 M instructions per step, 5.3 rounds per task).
- * The n free sets are far apart: a task's is on average 31 indices from
- * the nearest other task's and 33 from the majority set B, and no cheap
- * statistic of H (conflict signs, cosines, clusters of tasks) predicts it
- * better, so every task pays about four non-trivial rounds on systems of
- * k = 15 to 45. At those sizes reference LAPACK/BLAS spends 5 to 16
- * instructions per multiply-add (three BLAS calls per column of dpotf2,
- * short inner loops), this file's own loops about 1.5. Measured and
+ * Where the time goes (tests/bench/bench_methods.c's T = 128 Gram: about
+ * 58 M instructions per step by callgrind, 5.3 rounds per task). The n free
+ * sets are far apart: a task's is on average 31 indices from the nearest
+ * other task's and 33 from the majority set B, and no cheap statistic of H
+ * (conflict signs, cosines, clusters of tasks) predicts it better, so every
+ * task pays about four non-trivial rounds on systems of k = 15 to 45. At
+ * those sizes the time is latency, not instructions: reference LAPACK/BLAS
+ * is scalar code whose transposed triangular solves are chains of dependent
+ * adds and whose untransposed ones wait for a division on every row, and
+ * the per-round scans over n mispredicted a branch per free/bound index.
+ * Hence the factors in each_unit()'s form (no divisions, no transposed
+ * solves) and the branch-free scans (each_scale(), each_violators(),
+ * each_full()'s lists): together 0.77x the time of the plain calls
+ * (dpotrs, dtrtrs 'T', dpotri) for 6% more instructions. Measured and
  * rejected: other flip fractions, rebase points, bordering limits and slot
  * counts (all at their instruction-count optimum above), warm starts from
  * earlier tasks' free sets, two to eight bases, right-sided dtrsm with
@@ -680,6 +686,46 @@ static double each_dot(size_t n, const double *restrict a, const double *restric
     return (s0 + s1) + (s2 + s3);
 }
 
+/* Copy the lower triangle of the column-major k x k matrix A into its
+ * upper one, so that A holds L and L' side by side. Solving with L' is then
+ * dtrtrs('U', 'N'): LAPACK's reference loops for a transposed triangle are
+ * dot products, one dependent add after another; the untransposed upper
+ * solve runs the same operations as axpys, which pipeline. */
+static void each_mirror(size_t k, double *A)
+{
+    for (size_t b = 1; b < k; b++)
+        for (size_t a = 0; a < b; a++)
+            A[a + b * k] = A[b + a * k];
+}
+
+/* Turn the Cholesky factor L in the lower triangle of the column-major
+ * k x k matrix A into the unit triangles of L = U diag(l_jj): A gets U
+ * below the diagonal, U' above it and 1 / l_jj on it. LAPACK's unit
+ * triangular solves (diag 'U') then never divide, and the reference loops'
+ * one division per row -- whose latency the next row waits for -- becomes
+ * one vectorised scaling by each_scale_rows(). */
+static void each_unit(size_t k, double *A)
+{
+    for (size_t b = 0; b < k; b++) {
+        double *col = A + b * k, r = 1.0 / col[b];
+        col[b] = r;
+        for (size_t a = b + 1; a < k; a++)
+            col[a] *= r;
+    }
+    each_mirror(k, A);
+}
+
+/* Row a of the k x nrhs block R (leading dimension ld) times r_a^e, e = 1
+ * or 2, r_a the diagonal of each_unit()'s A. */
+static void each_scale_rows(size_t k, const double *A, int e, double *R, size_t nrhs, size_t ld)
+{
+    for (size_t c = 0; c < nrhs; c++)
+        for (size_t a = 0; a < k; a++) {
+            double r = A[a + a * k];
+            R[a + c * ld] *= e == 2 ? r * r : r;
+        }
+}
+
 /* M = ppt(H, B), column-major n x n (B = w->inB; A its complement):
  * M_BB = H_BB^-1, M_BA = -X, M_AB = X', M_AA = H_AA - Y'Y, where
  * H_BB = L L', Y = L^-1 H_BA, X = L^-T Y = H_BB^-1 H_BA. Uses S as scratch
@@ -699,14 +745,8 @@ static int each_base(size_t n, const double *H, each_ws *w)
             if (w->inB[l])
                 dst[pos[l]] = col[l];
     }
-    if (m) {
-        lapack_int li = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)m, L, (lapack_int)m);
-        if (li == 0 && a0)
-            li = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'L', 'N', 'N', (lapack_int)m,
-                                     (lapack_int)a0, L, (lapack_int)m, Y, (lapack_int)m);
-        if (li != 0)
-            return 1;
-    }
+    if (m && LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)m, L, (lapack_int)m) != 0)
+        return 1;
     /* Every pivot of the Cholesky factorisation of H in the order (B, A) --
      * L_jj^2 on B, M_jj on A -- must keep EACH_PIVOT of its diagonal entry
      * of H; a smaller one means a nearly singular H (reg_eps = 0 on a
@@ -715,6 +755,15 @@ static int each_base(size_t n, const double *H, each_ws *w)
         double piv = w->inB[j] ? L[pos[j] + pos[j] * m] * L[pos[j] + pos[j] * m] : 0.0;
         if (w->inB[j] && !(piv >= EACH_PIVOT * H[j * n + j]))
             return 1;
+    }
+    /* Y = L^-1 H_BA = diag(1/l) U^-1 H_BA, L in each_unit()'s form. */
+    if (m)
+        each_unit(m, L);
+    if (m && a0) {
+        if (LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'L', 'N', 'U', (lapack_int)m, (lapack_int)a0, L,
+                                (lapack_int)m, Y, (lapack_int)m) != 0)
+            return 1;
+        each_scale_rows(m, L, 1, Y, a0, m);
     }
     for (size_t j = 0; j < n; j++) {
         if (w->inB[j])
@@ -730,14 +779,24 @@ static int each_base(size_t n, const double *H, each_ws *w)
         if (!(w->M[j + j * n] >= EACH_PIVOT * H[j * n + j]))
             return 1;
     }
+    /* X = L^-T Y = U'^-1 diag(1/l) Y, and H_BB^-1 = V'V with V = L^-1 =
+     * diag(1/l) U^-1: dtrtri of the unit triangle, its rows scaled (the
+     * diagonal already holds 1/l), dlauum -- dpotri's two steps. */
     if (m) {
-        lapack_int li = 0;
-        if (a0)
-            li = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'L', 'T', 'N', (lapack_int)m,
-                                     (lapack_int)a0, L, (lapack_int)m, Y, (lapack_int)m);
+        lapack_int li = 0, M = (lapack_int)m;
+        if (a0) {
+            each_scale_rows(m, L, 1, Y, a0, m);
+            li = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'U', 'N', 'U', M, (lapack_int)a0, L, M, Y,
+                                     M);
+        }
         if (li == 0)
-            li = LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', (lapack_int)m, L, (lapack_int)m);
+            li = LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'U', M, L, M);
         if (li != 0)
+            return 1;
+        for (size_t b = 0; b < m; b++)
+            for (size_t a = b + 1; a < m; a++)
+                L[a + b * m] *= L[a + a * m];
+        if (LAPACKE_dlauum_work(LAPACK_COL_MAJOR, 'L', M, L, M) != 0)
             return 1;
     }
     for (size_t j = 0; j < n; j++) {
@@ -758,8 +817,9 @@ static int each_base(size_t n, const double *H, each_ws *w)
 
 /* Factorise M_DD = [[P1, C], [-C', P2]] for D = Da[0 .. k1 + k2) (D1 part
  * first) into S: L1 (k1 x k1, L1 L1' = P1) | Z = L1^-1 C (k1 x k2) | L2
- * (k2 x k2, L2 L2' = P2 + Z'Z) | Z' (k2 x k1). Returns LAPACK's non-zero
- * info on failure. */
+ * (k2 x k2, L2 L2' = P2 + Z'Z) | Z' (k2 x k1), L1 and L2 in each_unit()'s
+ * form. Only the lower triangles of P1 and P2 are gathered: dpotf2 reads
+ * no more. Returns LAPACK's non-zero info on failure. */
 static lapack_int each_factor(size_t n, each_ws *w, size_t k1, size_t k2)
 {
     double *P1 = w->S, *Z = P1 + k1 * k1, *P2 = Z + k1 * k2, *Zt = P2 + k2 * k2;
@@ -768,22 +828,24 @@ static lapack_int each_factor(size_t n, each_ws *w, size_t k1, size_t k2)
     for (size_t b = 0; b < k1 + k2; b++) {
         const double *col = w->M + (size_t)D[b] * n;
         if (b < k1)
-            for (size_t a = 0; a < k1; a++)
+            for (size_t a = b; a < k1; a++)
                 P1[a + b * k1] = col[D[a]];
-        else
-            for (size_t a = 0; a < k1 + k2; a++) {
-                if (a < k1)
-                    Z[a + (b - k1) * k1] = col[D[a]];
-                else
-                    P2[(a - k1) + (b - k1) * k2] = col[D[a]];
-            }
+        else {
+            for (size_t a = 0; a < k1; a++)
+                Z[a + (b - k1) * k1] = col[D[a]];
+            for (size_t a = b; a < k1 + k2; a++)
+                P2[(a - k1) + (b - k1) * k2] = col[D[a]];
+        }
     }
     if (k1) {
         LAPACK_dpotf2("L", &K1, P1, &K1, &info);
-        if (info == 0 && k2)
-            info = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'L', 'N', 'N', K1, K2, P1, K1, Z, K1);
         if (info != 0)
             return info;
+        each_unit(k1, P1);
+        if (k2 && (info = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'L', 'N', 'U', K1, K2, P1, K1, Z,
+                                              K1)) != 0)
+            return info;
+        each_scale_rows(k1, P1, 1, Z, k2, k1);
     }
     if (k2) {
         /* P2 += Z'Z, lower triangle, column by column from the rows of Z
@@ -801,13 +863,16 @@ static lapack_int each_factor(size_t n, each_ws *w, size_t k1, size_t k2)
             }
         }
         LAPACK_dpotf2("L", &K2, P2, &K2, &info);
+        if (info == 0)
+            each_unit(k2, P2);
     }
     return info;
 }
 
 /* R := M_DD^-1 R with each_factor's factors: R is k x nrhs (k = k1 + k2,
  * leading dimension ld). Forward: R1 = L1^-1 R1, R2 = (L2 L2')^-1 (R2 +
- * Z'R1); back: R1 = L1^-T (R1 - Z R2). */
+ * Z'R1); back: R1 = L1^-T (R1 - Z R2). With L = U diag(l) (each_unit()),
+ * L^-1 = diag(1/l) U^-1 and L^-T = U'^-1 diag(1/l). */
 static lapack_int each_apply(each_ws *w, size_t k1, size_t k2, double *R, size_t nrhs, size_t ld)
 {
     const double *L1 = w->S, *Z = L1 + k1 * k1, *L2 = Z + k1 * k2, *Zt = L2 + k2 * k2;
@@ -815,9 +880,12 @@ static lapack_int each_apply(each_ws *w, size_t k1, size_t k2, double *R, size_t
     double co[4] = {0.0, 0.0, 0.0, 0.0};
     lapack_int info = 0, K1 = (lapack_int)k1, K2 = (lapack_int)k2, NR = (lapack_int)nrhs,
                LD = (lapack_int)ld;
-    if (k1 && (info = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'L', 'N', 'N', K1, NR, L1, K1, R,
-                                          LD)) != 0)
-        return info;
+    if (k1) {
+        if ((info = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'L', 'N', 'U', K1, NR, L1, K1, R, LD)) !=
+            0)
+            return info;
+        each_scale_rows(k1, L1, 1, R, nrhs, ld);
+    }
     if (k2) {
         for (size_t r = 0; r < nrhs && k1; r++)
             for (size_t t = 0; t < k1; t += 4) {
@@ -826,7 +894,12 @@ static lapack_int each_apply(each_ws *w, size_t k1, size_t k2, double *R, size_t
                     cols[u] = Zt + (t + u) * k2;
                 each_axpym(k2, m, R + r * ld + t, cols, R + r * ld + k1);
             }
-        if ((info = LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'L', K2, NR, L2, K2, R + k1, LD)) != 0)
+        if ((info = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'L', 'N', 'U', K2, NR, L2, K2, R + k1,
+                                        LD)) != 0)
+            return info;
+        each_scale_rows(k2, L2, 2, R + k1, nrhs, ld);
+        if ((info = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'U', 'N', 'U', K2, NR, L2, K2, R + k1,
+                                        LD)) != 0)
             return info;
     }
     if (k1) {
@@ -839,7 +912,8 @@ static lapack_int each_apply(each_ws *w, size_t k1, size_t k2, double *R, size_t
                 }
                 each_axpym(k1, m, co, cols, R + r * ld);
             }
-        info = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'L', 'T', 'N', K1, NR, L1, K1, R, LD);
+        each_scale_rows(k1, L1, 1, R, nrhs, ld);
+        info = LAPACKE_dtrtrs_work(LAPACK_COL_MAJOR, 'U', 'N', 'U', K1, NR, L1, K1, R, LD);
     }
     return info;
 }
@@ -848,26 +922,22 @@ static lapack_int each_apply(each_ws *w, size_t k1, size_t k2, double *R, size_t
  * and set c (and ca) = column i of ppt(M, D). Returns non-zero on failure. */
 static int each_full(size_t n, size_t i, each_ws *w)
 {
-    size_t nr = 0, ne = 0, k1 = 0, k2 = 0;
-    for (size_t j = 0; j < n; j++) {
-        nr += (size_t)(w->inB[j] && !w->inF[j]);
-        ne += (size_t)(!w->inB[j] && w->inF[j]);
-    }
-    /* D1: the smaller of B \ F and F \ B (both lists built in D1, D2). */
-    int r_first = nr <= ne;
+    /* B \ F into D1, F \ B into D2 (branch-free: every index is written,
+     * only the counts move); the smaller one goes first. */
+    size_t nr = 0, ne = 0;
     for (size_t j = 0; j < n; j++) {
         w->posa[j] = -1;
         w->slot[j] = -1;
-        if (w->inB[j] != w->inF[j]) {
-            if (w->inB[j] == r_first)
-                w->D1[k1++] = (int)j;
-            else
-                w->D2[k2++] = (int)j;
-        }
+        w->D1[nr] = (int)j;
+        nr += (size_t)(w->inB[j] > w->inF[j]);
+        w->D2[ne] = (int)j;
+        ne += (size_t)(w->inF[j] > w->inB[j]);
     }
-    size_t k = k1 + k2;
+    int r_first = nr <= ne;
+    const int *L1 = r_first ? w->D1 : w->D2, *L2 = r_first ? w->D2 : w->D1;
+    size_t k1 = r_first ? nr : ne, k2 = r_first ? ne : nr, k = k1 + k2;
     for (size_t a = 0; a < k; a++) {
-        w->Da[a] = a < k1 ? w->D1[a] : w->D2[a - k1];
+        w->Da[a] = a < k1 ? L1[a] : L2[a - k1];
         w->posa[w->Da[a]] = (int)a;
     }
     w->k1a = k1;
@@ -979,14 +1049,69 @@ static int each_bordered(size_t n, size_t f, each_ws *w)
     return 0;
 }
 
+/* c := p c; *xmax = the largest |c_j| on F. Returns non-zero if some c_j
+ * is not finite. Two elements a step with their own running maxima (max is
+ * exact: the order does not matter) and an integer flag: no long chains of
+ * dependent floating-point operations. */
+static int each_scale(size_t n, double p, const int *inF, double *restrict c, double *xmax)
+{
+    double m0 = 0.0, m1 = 0.0;
+    int bad = 0;
+    size_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+        /* |c_j| on F, 0 off it (a non-finite c_j sets bad first) */
+        double c0 = c[j] * p, c1 = c[j + 1] * p;
+        double a0 = fabs(c0) * (double)inF[j], a1 = fabs(c1) * (double)inF[j + 1];
+        c[j] = c0;
+        c[j + 1] = c1;
+        bad |= !(fabs(c0) <= DBL_MAX) | !(fabs(c1) <= DBL_MAX);
+        m0 = a0 > m0 ? a0 : m0;
+        m1 = a1 > m1 ? a1 : m1;
+    }
+    for (; j < n; j++) {
+        double c0 = c[j] * p, a0 = inF[j] ? fabs(c0) : 0.0;
+        c[j] = c0;
+        bad |= !(fabs(c0) <= DBL_MAX);
+        m0 = a0 > m0 ? a0 : m0;
+    }
+    *xmax = m0 > m1 ? m0 : m1;
+    return bad;
+}
+
+/* The violators of c = [z_F; w_A]: c_j < -xtol on F, c_j < -tol off F, in
+ * increasing order into vio; *mx and *ml get the largest violation on F and
+ * off F (0 if none). Returns their number. Branch-free: every index is
+ * written to vio and only the count moves. */
+static size_t each_violators(size_t n, const int *inF, const double *c, double xtol, double tol,
+                             int *vio, double *mx, double *ml)
+{
+    double vf = 0.0, vl = 0.0;
+    size_t cnt = 0;
+    const double th[2] = {-tol, -xtol};
+    for (size_t j = 0; j < n; j++) {
+        /* v = the violation or 0; a = v on F, b = v off F (v finite and
+         * >= 0, so the products and the difference are exact). */
+        double cj = c[j], f = (double)inF[j];
+        int bad = cj < th[inF[j]];
+        double v = bad ? -cj : 0.0, a = v * f, b = v - a;
+        vio[cnt] = (int)j;
+        cnt += (size_t)bad;
+        vf = a > vf ? a : vf;
+        vl = b > vl ? b : vl;
+    }
+    *mx = vf;
+    *ml = vl;
+    return cnt;
+}
+
 /* Task i by block pivoting on M = ppt(H, B) (see above). Returns 0 with
  * w->x (x-form, x_i = 0) and its free set w->inF, or 1 to give up. */
 static int each_task(size_t n, const double *H, double hmax, size_t i, double p, each_ws *w,
                      size_t *iters)
 {
     size_t maxit = lw_qp_bpp_max_iter(n), ninf_best = n + 1;
-    int backup = 3, *fl = w->fl, anchored = 0;
-    double qmax = 0.0;
+    int backup = 3, *vio = w->fl, anchored = 0;
+    double qmax = 0.0, xmax = 0.0;
     for (size_t j = 0; j < n; j++) {
         w->q[j] = p * H[j * n + i];
         if (fabs(w->q[j]) > qmax)
@@ -995,16 +1120,18 @@ static int each_task(size_t n, const double *H, double hmax, size_t i, double p,
     }
     for (size_t it = 0; it < maxit; it++) {
         *iters = it + 1;
-        /* X = D xor D_a; bordered from the anchor if small enough. */
-        size_t f = 0;
+        /* X = D xor D_a, bordered from the anchor unless it has more than
+         * min(EACH_XMAX, |D_a|) indices. Branch-free: every index is
+         * written to X (it has room for n) and only the count decides. */
+        size_t f = 0, fmax = w->k1a + w->k2a < EACH_XMAX ? w->k1a + w->k2a : EACH_XMAX;
         int full = !anchored;
-        for (size_t j = 0; j < n && !full; j++)
-            if ((w->inB[j] != w->inF[j]) != (w->posa[j] >= 0)) {
-                if (f == EACH_XMAX || f == w->k1a + w->k2a)
-                    full = 1;
-                else
-                    w->X[f++] = (int)j;
+        if (!full) {
+            for (size_t j = 0; j < n; j++) {
+                w->X[f] = (int)j;
+                f += (size_t)((w->inB[j] != w->inF[j]) != (w->posa[j] >= 0));
             }
+            full = f > fmax;
+        }
         if (!full && each_bordered(n, f, w) != 0)
             full = 1;
         if (full) {
@@ -1012,14 +1139,7 @@ static int each_task(size_t n, const double *H, double hmax, size_t i, double p,
                 return 1;
             anchored = 1;
         }
-        double xmax = 0.0, nanchk = 0.0;
-        for (size_t j = 0; j < n; j++) {
-            double cj = w->c[j] * p, a = w->inF[j] ? fabs(cj) : 0.0;
-            w->c[j] = cj;
-            nanchk += 0.0 * cj; /* NaN if any cj is not finite */
-            xmax = a > xmax ? a : xmax;
-        }
-        if (nanchk != 0.0)
+        if (each_scale(n, p, w->inF, w->c, &xmax) != 0)
             return 1;
         /* c = [z_F; w_A]. Tolerances as bpp(). */
         double scale = hmax * (xmax > 1.0 ? xmax : 1.0) + qmax;
@@ -1027,21 +1147,8 @@ static int each_task(size_t n, const double *H, double hmax, size_t i, double p,
         double xtol = BPP_XTOL * (xmax > 1.0 ? xmax : 1.0);
         if (!(w->c[i] >= -tol))
             return 1; /* w_i = v'Hv / p_i > 0 in exact arithmetic */
-        size_t ninf = 0, last = n;
         double mx = 0.0, ml = 0.0;
-        for (size_t j = 0; j < n; j++) {
-            double cj = w->c[j];
-            int bad = cj < (w->inF[j] ? -xtol : -tol);
-            fl[j] = bad;
-            if (bad) {
-                ninf++;
-                last = j;
-                if (w->inF[j])
-                    mx = -cj > mx ? -cj : mx;
-                else
-                    ml = -cj > ml ? -cj : ml;
-            }
-        }
+        size_t ninf = each_violators(n, w->inF, w->c, xtol, tol, vio, &mx, &ml);
         if (ninf == 0) {
             for (size_t j = 0; j < n; j++)
                 w->x[j] = w->inF[j] && w->c[j] > 0.0 ? w->c[j] : 0.0;
@@ -1053,14 +1160,16 @@ static int each_task(size_t n, const double *H, double hmax, size_t i, double p,
         } else if (backup > 0) {
             backup--;
         } else {
-            for (size_t j = 0; j < n; j++)
-                fl[j] = j == last;
+            /* Murty's single flip: the last violator (its -c_j > 0 >= 0). */
+            vio[0] = vio[ninf - 1];
+            ninf = 1;
             mx = ml = 0.0;
         }
         double fr = it == 0 ? EACH_FLIP0 : EACH_FLIP1;
-        for (size_t j = 0; j < n; j++)
-            if (fl[j] && -w->c[j] >= fr * (w->inF[j] ? mx : ml))
-                w->inF[j] = !w->inF[j];
+        for (size_t t = 0; t < ninf; t++) {
+            size_t j = (size_t)vio[t];
+            w->inF[j] ^= -w->c[j] >= fr * (w->inF[j] ? mx : ml);
+        }
     }
     return 1;
 }
