@@ -1,8 +1,9 @@
 /*
  * test_crc32c.c -- the journal's checksum (server/crc32c.c): the published
  * CRC-32C check value and the RFC 3720 (iSCSI) test vectors, and that the
- * slice-by-8 loop agrees with a bit-at-a-time reference whatever the
- * length, alignment and split of the input.
+ * slice-by-8 loop and the SSE4.2 instruction (where the CPU has it; `hw`
+ * is forced to each path in turn) agree with a bit-at-a-time reference
+ * whatever the length, alignment and split of the input.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,11 +27,20 @@ static uint32_t crc_ref(const unsigned char *p, size_t n)
     return ~c;
 }
 
-static void test_check_value_and_rfc3720_vectors(void **state)
+/* The paths to run: slice-by-8 always, the instruction if the CPU has it. */
+static int paths(int *v)
 {
-    (void)state;
-    unsigned char b[32];
     crc32c_init();
+    int n = 0, have = crc32c_hardware();
+    v[n++] = 0;
+    if (have)
+        v[n++] = 1;
+    return n;
+}
+
+static void check_vectors(void)
+{
+    unsigned char b[32];
     assert_int_equal(crc32c(0, "123456789", 9), 0xE3069283u);
     memset(b, 0, sizeof b);
     assert_int_equal(crc32c(0, b, 32), 0x8A9136AAu);
@@ -45,12 +55,21 @@ static void test_check_value_and_rfc3720_vectors(void **state)
     assert_int_equal(crc32c(0, b, 0), 0u);
 }
 
-static void test_any_length_alignment_and_split_agree(void **state)
+static void test_check_value_and_rfc3720_vectors(void **state)
 {
     (void)state;
+    int v[2], n = paths(v), have = hw;
+    for (int k = 0; k < n; k++) {
+        hw = v[k];
+        check_vectors();
+    }
+    hw = have;
+}
+
+static void check_agree(void)
+{
     unsigned char buf[300];
     uint32_t x = 12345;
-    crc32c_init();
     for (size_t i = 0; i < sizeof buf; i++) {
         x = x * 1103515245u + 12345u;
         buf[i] = (unsigned char)(x >> 16);
@@ -65,11 +84,36 @@ static void test_any_length_alignment_and_split_agree(void **state)
         }
 }
 
+static void test_any_length_alignment_and_split_agree(void **state)
+{
+    (void)state;
+    int v[2], n = paths(v), have = hw;
+    for (int k = 0; k < n; k++) {
+        hw = v[k];
+        check_agree();
+    }
+    hw = have;
+}
+
+/* On x86-64 the daemon must take the instruction when the CPU has it: the
+ * path recovery's speed depends on. */
+static void test_hardware_path_chosen_when_available(void **state)
+{
+    (void)state;
+    crc32c_init();
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    assert_int_equal(crc32c_hardware(), __builtin_cpu_supports("sse4.2") != 0);
+#else
+    assert_int_equal(crc32c_hardware(), 0);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_value_and_rfc3720_vectors),
         cmocka_unit_test(test_any_length_alignment_and_split_agree),
+        cmocka_unit_test(test_hardware_path_chosen_when_available),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
