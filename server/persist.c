@@ -99,10 +99,24 @@ static int put_u64(jbuf *b, uint64_t v)
     return jbuf_put(b, x, 8);
 }
 
+/* Doubles are stored as their IEEE 754 bits, little-endian: on a
+ * little-endian host that is memory order, one memcpy (snapshots are
+ * mostly these). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define F64_NATIVE 1
+#else
+#define F64_NATIVE 0
+#endif
+
 static int put_f64s(jbuf *b, const double *v, size_t n)
 {
     if (jbuf_reserve(b, 8 * n) != 0)
         return -1;
+    if (F64_NATIVE && n) {
+        memcpy(b->p + b->len, v, 8 * n);
+        b->len += 8 * n;
+        return 0;
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t u;
         memcpy(&u, &v[i], 8);
@@ -234,6 +248,10 @@ static double get_f64(cur *c)
 static void get_f64s(cur *c, double *v, size_t n)
 {
     const uint8_t *p = take(c, 8 * n);
+    if (F64_NATIVE && p && n) {
+        memcpy(v, p, 8 * n);
+        return;
+    }
     for (size_t i = 0; p && i < n; i++) {
         uint64_t u = le_get64(p + 8 * i);
         memcpy(&v[i], &u, 8);
@@ -489,14 +507,27 @@ static int snapshot_job(jbuf *b, const lwd_job *j)
 
     size_t bm = ((size_t)j->world + 7) / 8;
     rc |= put_u64(b, j->hist.len);
-    for (size_t i = 0; i < j->hist.len; i++) {
+    for (size_t i = 0; i < j->hist.len && !rc; i++) {
+        /* One reservation per decision, then plain stores: the history is
+         * most of a snapshot, and a call per field was most of its time. */
         const lwd_decision *d = hist_at(&j->hist, i);
-        size_t nd = packed_len(j, d->has) + j->T;
-        rc |= put_u64(b, (uint64_t)d->step) | put_u64(b, (uint64_t)d->epoch) |
-              put_u32(b, d->has) | put_u32(b, (uint32_t)d->nranks) | put_u8(b, !!d->present);
-        if (d->present)
-            rc |= jbuf_put(b, d->present, bm);
-        rc |= put_u32(b, (uint32_t)nd) | put_f64s(b, d->data, nd);
+        size_t nd = packed_len(j, d->has) + j->T, pb = d->present ? bm : 0;
+        size_t size = 8 + 8 + 4 + 4 + 1 + pb + 4 + 8 * nd;
+        if (jbuf_reserve(b, size) != 0) {
+            rc = -1;
+            break;
+        }
+        uint8_t *q = b->p + b->len;
+        le_put64(q, (uint64_t)d->step);
+        le_put64(q + 8, (uint64_t)d->epoch);
+        le_put32(q + 16, d->has);
+        le_put32(q + 20, (uint32_t)d->nranks);
+        q[24] = (uint8_t)!!d->present;
+        if (pb)
+            memcpy(q + 25, d->present, pb);
+        le_put32(q + 25 + pb, (uint32_t)nd);
+        b->len += 29 + pb;
+        put_f64s(b, d->data, nd); /* reserved above: cannot fail */
     }
     for (int r = 0; r < j->world; r++) {
         const lwd_rank *rk = &j->ranks[r];
