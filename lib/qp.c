@@ -599,7 +599,7 @@ int lw_qp_dual_cone(size_t n, const double *H, const double *u, double *v, doubl
 
 typedef struct each_ws {
     double *M, *S, *W, *N, *y, *c, *ca, *x, *g, *q, *t;
-    int *inB, *inF, *D1, *D2, *Da, *posa, *slot, *X, *cnt, *fl;
+    int *inB, *inF, *D1, *D2, *Da, *posa, *slot, *X, *cnt, *fl; /* inB, inF: 0 or 1 */
     lapack_int *ipiv;
     size_t k1a, k2a, nslot; /* the anchor: D_a = Da[0 .. k1a + k2a) */
     double *qpw;
