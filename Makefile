@@ -276,14 +276,15 @@ install: all
 	if [ -d systemd ] && ls systemd/*.service >/dev/null 2>&1; then \
 	    install -d $(DESTDIR)$(SYSTEMDUNITDIR) && \
 	    sed -e 's|@SBINDIR@|$(SBINDIR)|' systemd/lossweightd.service \
-	        > $(DESTDIR)$(SYSTEMDUNITDIR)/lossweightd.service; fi
+	        > $(DESTDIR)$(SYSTEMDUNITDIR)/lossweightd.service && \
+	    install -m 0644 systemd/lossweightd.socket $(DESTDIR)$(SYSTEMDUNITDIR)/lossweightd.socket; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/lossweight $(DESTDIR)$(SBINDIR)/lossweightd \
 	    $(DESTDIR)$(LIBDIR)/liblossweight.a $(DESTDIR)$(LIBDIR)/liblossweight.so* \
 	    $(DESTDIR)$(INCLUDEDIR)/lossweight.h $(DESTDIR)$(LIBDIR)/pkgconfig/lossweight.pc \
 	    $(DESTDIR)$(MANDIR)/man1/lossweight.1 $(DESTDIR)$(MANDIR)/man8/lossweightd.8 \
-	    $(DESTDIR)$(SYSTEMDUNITDIR)/lossweightd.service
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/lossweightd.service $(DESTDIR)$(SYSTEMDUNITDIR)/lossweightd.socket
 
 # For tests that link the library into their own programs.
 print-lapack-libs:

@@ -752,11 +752,17 @@ int http_start(void)
             goto bad_addr;
         sa = (const struct sockaddr *)&sin;
     }
+    /* The socket systemd passed (socket activation), or one of our own. */
+    struct MHD_OptionItem sock_opts[2] = {
+        srv.cfg.listen_fd >= 0
+            ? (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, srv.cfg.listen_fd, NULL}
+            : (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)sa},
+        {MHD_OPTION_END, 0, NULL}};
     srv.mhd = MHD_start_daemon(
         flags, (uint16_t)srv.cfg.listen_port, NULL, NULL, on_request, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
-        MHD_OPTION_SOCK_ADDR, sa,
+        MHD_OPTION_ARRAY, sock_opts,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv.cfg.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv.cfg.idle_timeout_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,

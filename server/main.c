@@ -35,10 +35,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 lwd_server srv;
@@ -220,6 +222,7 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
     uint64_t v;
     snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
     cfg->listen_port = 7070;
+    cfg->listen_fd = -1;
     cfg->log_level = LL_INFO;
     cfg->log_format = LOG_FMT_TEXT;
     cfg->max_body = (size_t)4 << 20;
@@ -243,6 +246,7 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
         case OPT_LISTEN:
             if (parse_listen(optarg, cfg) != 0)
                 bad = "--listen wants ADDR:PORT (e.g. 127.0.0.1:7070 or [::1]:0)";
+            cfg->listen_set = 1;
             break;
         case OPT_READY: cfg->ready_file = optarg; break;
         case OPT_DATA: cfg->data_dir = optarg; break;
@@ -354,7 +358,55 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
         fprintf(stderr, "lossweightd: --tls-cert and --tls-key go together (give both)\n");
         return -1;
     }
-    /* DESIGN.md, Security: beyond loopback only with tokens, or when forced. */
+    return 0;
+}
+
+/* Socket activation (notify.c): take the socket systemd passed, if any, and
+ * make its address the one we listen on; an explicit --listen that differs
+ * is overridden, and said so. Then DESIGN.md's Security rule, on the address
+ * really listened on: beyond loopback only with tokens, or when forced.
+ * 0, or -1 (message on stderr: exit 2). */
+static int resolve_listen(lwd_config *cfg)
+{
+    char err[256];
+    int fd = systemd_listen_fd(err, sizeof err);
+    if (fd == -2) {
+        fprintf(stderr, "lossweightd: %s\n", err);
+        return -1;
+    }
+    if (fd >= 0) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        char host[INET6_ADDRSTRLEN] = "";
+        int port = 0, v6 = 0;
+        memset(&ss, 0, sizeof ss);
+        if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+            fprintf(stderr, "lossweightd: the socket systemd passed: %s\n", strerror(errno));
+            return -1;
+        }
+        if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+            port = ntohs(a->sin6_port), v6 = 1;
+        } else if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+            port = ntohs(a->sin_port);
+        }
+        if (cfg->listen_set && (strcmp(host, cfg->listen_host) != 0 || port != cfg->listen_port ||
+                                v6 != cfg->ipv6)) {
+            log_begin(LL_WARN, "listen_overridden");
+            log_str("listen", cfg->listen_host);
+            log_int("port", cfg->listen_port);
+            log_str("msg", "--listen is ignored: systemd passed a listening socket (socket "
+                           "activation), and its address is the one served");
+            log_end();
+        }
+        snprintf(cfg->listen_host, sizeof cfg->listen_host, "%s", host);
+        cfg->listen_port = port;
+        cfg->ipv6 = v6;
+        cfg->listen_fd = fd;
+    }
     if (!cfg->token_file && !cfg->allow_remote && !listen_is_loopback(cfg)) {
         fprintf(stderr,
                 "lossweightd: refusing to listen on %s: it is not a loopback address and there "
@@ -462,6 +514,8 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     log_setup(srv.cfg.log_level, srv.cfg.log_format);
+    if (resolve_listen(&srv.cfg) != 0)
+        return 2;
     /* Security material first: a bad file exits 2 before the data directory
      * is locked or anything listens. */
     if (srv.cfg.token_file && auth_start(srv.cfg.token_file) != 0)

@@ -28,7 +28,7 @@
  *   recovery_stubs.c  not in the daemon: stands in for the loop-side files
  *               where recovery runs without them (the tool, the fuzz target)
  *   crc32c.c    the records' checksum
- *   notify.c    sd_notify for Type=notify
+ *   notify.c    sd_notify for Type=notify, sd_listen_fds for socket activation
  *   log.c       operator logs
  */
 #ifndef LWD_SERVER_H
@@ -60,6 +60,8 @@ typedef struct lwd_config {
     char listen_host[64]; /* "127.0.0.1", "::1", "0.0.0.0" */
     int listen_port;      /* 0: pick a free one */
     int ipv6;
+    int listen_set;       /* --listen was given */
+    int listen_fd;        /* >= 0: the socket systemd passed (then host/port are its address) */
     const char *ready_file;
     const char *data_dir;
     int log_level, log_format;
@@ -236,6 +238,12 @@ int body_json_depth(const char *buf, size_t len);
 
 /* notify.c: sd_notify(3) without libsystemd; no-op without NOTIFY_SOCKET. */
 void notify_systemd(const char *state);
+/* notify.c: the listening socket systemd passed (socket activation:
+ * LISTEN_PID is ours, LISTEN_FDS is 1): its fd, non-blocking and
+ * close-on-exec; -1 if none was passed; -2 with err filled if what was
+ * passed is not one listening TCP socket. Unsets LISTEN_* when they are
+ * ours. */
+int systemd_listen_fd(char *err, size_t errlen);
 
 /* Milliseconds since the server started (monotonic). */
 uint64_t now_ms(void);

@@ -18,13 +18,20 @@ def test_make_install_destdir():
         for f in ["bin/lossweight", "sbin/lossweightd", "include/lossweight.h",
                   "lib/liblossweight.a", "lib/liblossweight.so.0", "lib/liblossweight.so",
                   "lib/pkgconfig/lossweight.pc", "share/man/man1/lossweight.1", "share/man/man8/lossweightd.8",
-                  "lib/systemd/system/lossweightd.service"]:
+                  "lib/systemd/system/lossweightd.service",
+                  "lib/systemd/system/lossweightd.socket"]:
             assert os.path.exists(p(f)), f
         out = subprocess.run([p("bin/lossweight"), "--version"], capture_output=True,
                              text=True, timeout=10, check=True).stdout
         assert out.startswith("lossweight ")
         unit = open(p("lib/systemd/system/lossweightd.service")).read()
         assert "ExecStart=/opt/lw/sbin/lossweightd" in unit
+        # The socket unit listens where the service would: one ListenStream=,
+        # the service's --listen address (either way, the same daemon address).
+        sock = open(p("lib/systemd/system/lossweightd.socket")).read()
+        streams = [l.split("=", 1)[1] for l in sock.splitlines() if l.startswith("ListenStream=")]
+        listen = unit.split("--listen ", 1)[1].split()[0]
+        assert streams == [listen]
         pc = open(p("lib/pkgconfig/lossweight.pc")).read()
         assert "prefix=/opt/lw" in pc and "@" not in pc
         src = os.path.join(dest, "x.c")
