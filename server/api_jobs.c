@@ -140,9 +140,12 @@ void api_job_delete(lwd_req *rq)
 
 void api_state_get(lwd_req *rq)
 {
+    int64_t decided_only;
+    if (req_query_int(rq, "decided_only", 0, 1, 0, &decided_only) != 0)
+        return;
     lwd_job *j = api_job(rq);
     if (j)
-        reply_json(rq, 200, state_export(j));
+        reply_json(rq, 200, state_export(j, decided_only != 0));
 }
 
 void api_state_put(lwd_req *rq)

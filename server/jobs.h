@@ -184,7 +184,9 @@ lw_input decision_input(const lwd_job *job, const lwd_decision *d);
 
 /* ---- state.c ---- */
 
-cJSON *state_export(const lwd_job *job);
+/* The job as one document; decided_only: as of its last decided step (no
+ * open steps, rank positions wound back to it). */
+cJSON *state_export(const lwd_job *job, int decided_only);
 /* Build a complete job from an export document; nothing shared with any
  * existing job. 0 or a lw code with err. */
 int state_import(const char *id, const cJSON *doc, lwd_job **out, lw_error *err);

@@ -496,7 +496,7 @@ static int snapshot_job(jbuf *b, const lwd_job *j)
     size_t at = rec_begin(b, REC_SNAP_JOB);
     if (at == (size_t)-1)
         return -1;
-    cJSON *doc = state_export(j);
+    cJSON *doc = state_export(j, 0);
     char *s = doc ? wire_print(doc) : NULL;
     cJSON_Delete(doc);
     if (!s)

@@ -19,6 +19,13 @@
  * reports gives the same bits as the original. The history before the
  * latest decision is not exported (it can be large and never influences a
  * later step).
+ *
+ * decided_only (GET ?decided_only=1; what a trainer checkpoint wants): the
+ * job as of its last decided step -- no open steps, and every rank's
+ * position wound back to that step -- because the resumed ranks post the
+ * later steps again from the restored model, and their numbers need not be
+ * the same bits as before (a differing resend of a kept report is a 409).
+ * Snapshots always take everything.
  */
 #include "jobs.h"
 
@@ -49,7 +56,7 @@ static cJSON *report_json(const lwd_job *job, int rank, const lwd_report *rep, i
     return o;
 }
 
-cJSON *state_export(const lwd_job *job)
+cJSON *state_export(const lwd_job *job, int decided_only)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "job", job->id);
@@ -63,10 +70,14 @@ cJSON *state_export(const lwd_job *job)
     const lwd_decision *d = hist_latest(&job->hist);
     cJSON_AddItemToObject(pos, "latest", d ? hist_item_json(job, d) : cJSON_CreateNull());
     cJSON *rs = cJSON_AddArrayToObject(pos, "rank_steps");
-    for (int r = 0; r < job->world; r++)
-        cJSON_AddItemToArray(rs, json_int(job->ranks[r].last_step));
+    for (int r = 0; r < job->world; r++) {
+        int64_t s = job->ranks[r].last_step;
+        if (decided_only && s > job->last_decided)
+            s = job->last_decided;
+        cJSON_AddItemToArray(rs, json_int(s));
+    }
     cJSON *open = cJSON_AddArrayToObject(pos, "open_steps");
-    for (const lwd_pending *p = job->open; p; p = p->next) {
+    for (const lwd_pending *p = decided_only ? NULL : job->open; p; p = p->next) {
         cJSON *so = cJSON_CreateObject();
         cJSON_AddItemToObject(so, "step", json_int(p->step));
         cJSON *reps = cJSON_AddArrayToObject(so, "reports");

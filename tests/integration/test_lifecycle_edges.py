@@ -136,6 +136,52 @@ def test_export_restore_keeps_open_steps(start_daemon):
     assert c2.get("/v1/jobs/o")[1]["status"]["last_decided"] == 0
 
 
+def test_export_decided_only_is_a_checkpoint_at_the_last_decision(start_daemon):
+    """?decided_only=1: no open steps, every rank wound back to the last
+    decided step. Restored, a resumed rank may post the open step again with
+    other numbers (200); from the full export that resend is a 409."""
+    d = start_daemon()
+    c = d.client()
+    spec = {"tasks": ["a", "b"], "method": "ew", "world_size": 2}
+    assert c.put("/v1/jobs/k", spec)[0] == 201
+    for r in (0, 1):
+        assert c.call("POST", "/v1/jobs/k/reports?wait_ms=0",
+                      {"rank": r, "step": 0, "losses": [1, 2]})[0] in (200, 202)
+    assert c.call("POST", "/v1/jobs/k/reports?wait_ms=0",
+                  {"rank": 0, "step": 1, "losses": [5, 6]})[0] == 202
+    st, full = c.get("/v1/jobs/k/state")
+    assert st == 200
+    assert full["position"]["rank_steps"] == [1, 0]
+    assert [o["step"] for o in full["position"]["open_steps"]] == [1]
+    st, ck = c.get("/v1/jobs/k/state?decided_only=1")
+    assert st == 200
+    assert ck["position"]["last_decided"] == 0
+    assert ck["position"]["rank_steps"] == [0, 0]
+    assert ck["position"]["open_steps"] == []
+    # everything else is the same document
+    assert dict(ck, position=None) == dict(full, position=None)
+    assert c.get("/v1/jobs/k/state?decided_only=0")[1] == full
+
+    other = {"rank": 0, "step": 1, "losses": [7, 8]}
+    assert c.put("/v1/jobs/kf/state", full)[0] == 201
+    st, err = c.call("POST", "/v1/jobs/kf/reports?wait_ms=0", other)
+    assert st == 409, err
+    assert c.put("/v1/jobs/kc/state", ck)[0] == 201
+    assert c.call("POST", "/v1/jobs/kc/reports?wait_ms=0", other)[0] == 202
+    st, dec = c.post("/v1/jobs/kc/reports", {"rank": 1, "step": 1, "losses": [9, 10]})
+    assert st == 200 and dec["step"] == 1
+    st, page = c.get("/v1/jobs/kc/history?from=1")
+    assert page["items"][0]["input"]["losses"] == [(7 + 9) / 2, (8 + 10) / 2]
+
+
+@pytest.mark.parametrize("q", ["2", "-1", "yes", "", "1.0"])
+def test_export_decided_only_takes_0_or_1(daemon, q):
+    c = daemon.client()
+    assert c.put("/v1/jobs/q", {"tasks": ["a", "b"], "method": "ew"})[0] == 201
+    st, err = c.get("/v1/jobs/q/state?decided_only=" + q)
+    assert st == 400 and err["error"]["field"] == "decided_only"
+
+
 def test_sigterm_answers_waiting_ranks_and_exits_0(daemon):
     c = daemon.client()
     spec = {"tasks": ["a"], "method": "ew", "world_size": 8}

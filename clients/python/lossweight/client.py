@@ -493,10 +493,14 @@ class Client:
 
     # -- state --
 
-    def export_state(self, job: str) -> Dict[str, Any]:
+    def export_state(self, job: str, decided_only: bool = False) -> Dict[str, Any]:
         """GET /v1/jobs/{job}/state: the whole job as one JSON document (spec,
-        method state, position). Keep it with the model's checkpoint."""
-        return self._request("GET", "/v1/jobs/%s/state" % self._q(job))
+        method state, position). Keep it with the model's checkpoint.
+        decided_only: as of the last decided step (no open steps' reports,
+        ranks wound back to it), which is what a checkpoint the trainer
+        resumes from wants: the resumed ranks post the later steps again."""
+        path = "/v1/jobs/%s/state" % self._q(job)
+        return self._request("GET", path + ("?decided_only=1" if decided_only else ""))
 
     def restore_state(self, job: str, doc: Dict[str, Any]) -> Dict[str, Any]:
         """PUT /v1/jobs/{job}/state: put the job back where `doc` was taken

@@ -295,15 +295,7 @@ class Weighter:
         because the resumed ranks post those steps again from the restored
         model, and their numbers need not be the same bits as before (a
         differing resend of a kept report would be a 409)."""
-        doc = self.client.export_state(self.job)
-        pos = doc.get("position")
-        if isinstance(pos, dict):
-            last = pos.get("last_decided")
-            last = -1 if last is None else int(last)
-            pos["open_steps"] = []
-            if isinstance(pos.get("rank_steps"), list):
-                pos["rank_steps"] = [min(int(s), last) for s in pos["rank_steps"]]
-        return doc
+        return self.client.export_state(self.job, decided_only=True)
 
     def load_state_dict(self, state: Dict[str, Any], barrier: bool = True) -> None:
         """Put the job back as `state` (from state_dict()) left it. Under
