@@ -61,9 +61,11 @@ static long env_uint(const char *name)
     if (!v || !*v)
         return -1;
     for (; *v; v++) {
-        if (*v < '0' || *v > '9' || n > (long)(0x7fffffff / 10))
+        if (*v < '0' || *v > '9')
             return -1;
         n = n * 10 + (*v - '0');
+        if (n > 0x7fffffffL)
+            return -1;
     }
     return n;
 }
