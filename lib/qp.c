@@ -599,7 +599,7 @@ int lw_qp_dual_cone(size_t n, const double *H, const double *u, double *v, doubl
 
 typedef struct each_ws {
     double *M, *S, *W, *N, *y, *c, *ca, *x, *g, *q, *t;
-    int *inB, *inF, *D1, *D2, *Da, *posa, *slot, *X, *cnt, *fl; /* inB, inF: 0 or 1 */
+    int *inB, *inF, *D1, *D2, *Da, *posa, *slot, *X, *cnt, *vio; /* inB, inF: 0 or 1 */
     lapack_int *ipiv;
     size_t k1a, k2a, nslot; /* the anchor: D_a = Da[0 .. k1a + k2a) */
     double *qpw;
@@ -627,7 +627,7 @@ static each_ws each_carve(size_t n, double *work)
     w.x = d, d += n;
     w.g = d, d += n;
     w.q = d, d += n;
-    int **ints[] = {&w.inB, &w.inF, &w.D1, &w.D2, &w.Da, &w.posa, &w.slot, &w.X, &w.cnt, &w.fl};
+    int **ints[] = {&w.inB, &w.inF, &w.D1, &w.D2, &w.Da, &w.posa, &w.slot, &w.X, &w.cnt, &w.vio};
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
         *ints[k] = (int *)d, d += n; /* one int per double: room to spare */
     w.qpw = d + 8;
@@ -1110,7 +1110,7 @@ static int each_task(size_t n, const double *H, double hmax, size_t i, double p,
                      size_t *iters)
 {
     size_t maxit = lw_qp_bpp_max_iter(n), ninf_best = n + 1;
-    int backup = 3, *vio = w->fl, anchored = 0;
+    int backup = 3, *vio = w->vio, anchored = 0;
     double qmax = 0.0, xmax = 0.0;
     for (size_t j = 0; j < n; j++) {
         w->q[j] = p * H[j * n + i];
