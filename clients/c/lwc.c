@@ -510,3 +510,53 @@ int lwc_delete_job(lwc *c, const char *job)
     clear_err(c);
     return 0;
 }
+
+int lwc_export_state(lwc *c, const char *job, int decided_only, char **doc)
+{
+    clear_err(c);
+    if (!doc) {
+        set_err(c, 0, "invalid_argument", "doc", "nowhere to put the document");
+        return -1;
+    }
+    *doc = NULL;
+    if (!job_id_ok(c, job))
+        return -1;
+    char path[64 + JOB_ID_MAX];
+    long st;
+    snprintf(path, sizeof path, "/v1/jobs/%s/state%s", job, decided_only ? "?decided_only=1" : "");
+    if (request(c, "GET", path, NULL, 1, &st) != 0)
+        return -1;
+    cJSON *o = parse_answer(c); /* checks that it is a JSON object */
+    if (!o)
+        return -1;
+    cJSON_Delete(o);
+    char *d = malloc(c->len + 1);
+    if (!d) {
+        set_err(c, 0, "out_of_memory", "", "copying the state document");
+        return -1;
+    }
+    memcpy(d, c->buf, c->len + 1);
+    *doc = d;
+    clear_err(c);
+    return 0;
+}
+
+int lwc_restore_state(lwc *c, const char *job, const char *doc)
+{
+    clear_err(c);
+    if (!job_id_ok(c, job))
+        return -1;
+    if (!doc) {
+        set_err(c, 0, "invalid_argument", "doc", "no state document");
+        return -1;
+    }
+    char path[64 + JOB_ID_MAX];
+    long st;
+    snprintf(path, sizeof path, "/v1/jobs/%s/state", job);
+    /* Retried like a report: the same document restored twice leaves the
+     * same job. */
+    if (request(c, "PUT", path, doc, 1, &st) != 0)
+        return -1;
+    clear_err(c);
+    return 0;
+}

@@ -1,7 +1,8 @@
 /*
  * lwc.h -- a small C client of lossweightd (libcurl + cJSON), for C and C++
  * training stacks: create a job, post a rank's report for a step and get the
- * step's weights, read the latest weights, delete a job.
+ * step's weights, read the latest weights, keep the job's state with a
+ * checkpoint and put it back, delete a job.
  *
  *     lwc *c = lwc_new("http://127.0.0.1:7070", NULL, 120000);
  *     const char *tasks[] = {"ctr", "cvr"};
@@ -113,6 +114,16 @@ int lwc_weights(lwc *c, const char *job, double *weights, size_t cap, lwc_decisi
 
 /* DELETE /v1/jobs/{job}. */
 int lwc_delete_job(lwc *c, const char *job);
+
+/* GET /v1/jobs/{job}/state: the whole job as one JSON document, in *doc
+ * (NUL-terminated; the caller free()s it). decided_only: as of the last
+ * decided step (no open steps' reports, ranks wound back to it), which is
+ * what a checkpoint the trainer resumes from wants. */
+int lwc_export_state(lwc *c, const char *job, int decided_only, char **doc);
+
+/* PUT /v1/jobs/{job}/state: put the job back as doc (from lwc_export_state)
+ * left it, creating it or replacing what the daemon holds. */
+int lwc_restore_state(lwc *c, const char *job, const char *doc);
 
 #ifdef __cplusplus
 }

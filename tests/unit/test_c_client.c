@@ -348,6 +348,61 @@ static void test_gram_report(void **state)
     lwc_free(c);
 }
 
+/* A checkpoint and a resume: the decided-only export of a two-rank job with
+ * an open step, restored under another name, continues with the same bits
+ * as the original, and takes the open step again with other numbers. */
+static void test_export_and_restore_state(void **state)
+{
+    (void)state;
+    lwc *c = client();
+    assert_int_equal(lwc_create_job_json(c, "c-ck",
+                                         "{\"tasks\": [\"a\", \"b\"], \"method\": \"uw\", "
+                                         "\"world_size\": 2}"),
+                     0);
+    double L[2] = {2.0, 0.5}, w[2], w2[2];
+    lwc_decision d;
+    for (int64_t s = 0; s < 3; s++)
+        for (int64_t r = 0; r < 2; r++) {
+            lwc_report rep = {.rank = r, .step = s, .epoch = -1, .n_tasks = 2, .losses = L,
+                              .wait_ms = 0};
+            assert_int_equal(lwc_report_post(c, "c-ck", &rep, w, 2, &d), 0);
+        }
+    double Lo[2] = {9.0, 9.0};
+    lwc_report open = {.rank = 0, .step = 3, .epoch = -1, .n_tasks = 2, .losses = Lo, .wait_ms = 0};
+    assert_int_equal(lwc_report_post(c, "c-ck", &open, w, 2, &d), 0);
+    assert_string_equal(d.status, "pending");
+
+    char *full = NULL, *ck = NULL;
+    assert_int_equal(lwc_export_state(c, "c-ck", 0, &full), 0);
+    assert_int_equal(lwc_export_state(c, "c-ck", 1, &ck), 0);
+    assert_non_null(strstr(full, "\"open_steps\":[{"));
+    assert_non_null(strstr(ck, "\"open_steps\":[]"));
+    assert_int_equal(lwc_restore_state(c, "c-ck2", ck), 0);
+    lwc_decision d1, d2;
+    assert_int_equal(lwc_weights(c, "c-ck", w, 2, &d1), 0);
+    assert_int_equal(lwc_weights(c, "c-ck2", w2, 2, &d2), 0);
+    assert_int_equal(d2.step, 2);
+    assert_memory_equal(w, w2, sizeof w);
+    /* the resumed rank 0 posts step 3 with other numbers: taken */
+    lwc_report again = {.rank = 0, .step = 3, .epoch = -1, .n_tasks = 2, .losses = L, .wait_ms = 0};
+    assert_int_equal(lwc_report_post(c, "c-ck2", &again, w2, 2, &d2), 0);
+    /* the original kept rank 0's first step 3: other numbers are a 409 */
+    assert_int_equal(lwc_report_post(c, "c-ck", &again, w, 2, &d1), -1);
+    assert_int_equal(lwc_last_error(c)->status, 409);
+    /* bad arguments change nothing and say which */
+    assert_int_equal(lwc_export_state(c, "c-ck", 1, NULL), -1);
+    assert_string_equal(lwc_last_error(c)->field, "doc");
+    assert_int_equal(lwc_restore_state(c, "c-ck3", "{\"job\": 1}"), -1);
+    assert_int_equal(lwc_last_error(c)->status, 400);
+    char *none = (char *)1;
+    assert_int_equal(lwc_export_state(c, "c-ck3", 0, &none), -1);
+    assert_null(none);
+    assert_int_equal(lwc_last_error(c)->status, 404);
+    free(full);
+    free(ck);
+    lwc_free(c);
+}
+
 static void test_errors_carry_status_code_and_field(void **state)
 {
     (void)state;
@@ -476,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_create_report_and_read_weights),
         cmocka_unit_test(test_two_ranks_meet_at_the_barrier),
         cmocka_unit_test(test_gram_report),
+        cmocka_unit_test(test_export_and_restore_state),
         cmocka_unit_test(test_errors_carry_status_code_and_field),
         cmocka_unit_test(test_no_daemon_is_a_transport_error),
         cmocka_unit_test(test_tokens_and_tls),
