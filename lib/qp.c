@@ -686,33 +686,26 @@ static double each_dot(size_t n, const double *restrict a, const double *restric
     return (s0 + s1) + (s2 + s3);
 }
 
-/* Copy the lower triangle of the column-major k x k matrix A into its
- * upper one, so that A holds L and L' side by side. Solving with L' is then
- * dtrtrs('U', 'N'): LAPACK's reference loops for a transposed triangle are
- * dot products, one dependent add after another; the untransposed upper
- * solve runs the same operations as axpys, which pipeline. */
-static void each_mirror(size_t k, double *A)
-{
-    for (size_t b = 1; b < k; b++)
-        for (size_t a = 0; a < b; a++)
-            A[a + b * k] = A[b + a * k];
-}
-
 /* Turn the Cholesky factor L in the lower triangle of the column-major
  * k x k matrix A into the unit triangles of L = U diag(l_jj): A gets U
  * below the diagonal, U' above it and 1 / l_jj on it. LAPACK's unit
  * triangular solves (diag 'U') then never divide, and the reference loops'
  * one division per row -- whose latency the next row waits for -- becomes
- * one vectorised scaling by each_scale_rows(). */
+ * one vectorised scaling by each_scale_rows(). And solving with L' is
+ * dtrtrs('U', 'N') on U': the reference loops for a transposed triangle
+ * are dot products, one dependent add after another, while the
+ * untransposed upper solve runs the same operations as axpys, which
+ * pipeline. */
 static void each_unit(size_t k, double *A)
 {
     for (size_t b = 0; b < k; b++) {
         double *col = A + b * k, r = 1.0 / col[b];
         col[b] = r;
-        for (size_t a = b + 1; a < k; a++)
+        for (size_t a = b + 1; a < k; a++) {
             col[a] *= r;
+            A[b + a * k] = col[a]; /* row b of U' */
+        }
     }
-    each_mirror(k, A);
 }
 
 /* Row a of the k x nrhs block R (leading dimension ld) times r_a^e, e = 1

@@ -369,26 +369,20 @@ static int parse_flags(int argc, char **argv, lwd_config *cfg)
 static int resolve_listen(lwd_config *cfg)
 {
     char err[256];
-    int fd = systemd_listen_fd(err, sizeof err);
+    struct sockaddr_storage ss;
+    int fd = systemd_listen_fd(&ss, err, sizeof err);
     if (fd == -2) {
         fprintf(stderr, "lossweightd: %s\n", err);
         return -1;
     }
     if (fd >= 0) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
         char host[INET6_ADDRSTRLEN] = "";
         int port = 0, v6 = 0;
-        memset(&ss, 0, sizeof ss);
-        if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
-            fprintf(stderr, "lossweightd: the socket systemd passed: %s\n", strerror(errno));
-            return -1;
-        }
         if (ss.ss_family == AF_INET6) {
             const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
             inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
             port = ntohs(a->sin6_port), v6 = 1;
-        } else if (ss.ss_family == AF_INET) {
+        } else {
             const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
             inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
             port = ntohs(a->sin_port);

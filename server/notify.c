@@ -70,7 +70,7 @@ static long env_uint(const char *name)
     return n;
 }
 
-int systemd_listen_fd(char *err, size_t errlen)
+int systemd_listen_fd(struct sockaddr_storage *addr, char *err, size_t errlen)
 {
     long pid = env_uint("LISTEN_PID"), nfds = env_uint("LISTEN_FDS");
     if (pid < 0 || (pid_t)pid != getpid())
@@ -96,6 +96,7 @@ int systemd_listen_fd(char *err, size_t errlen)
     socklen_t tl = sizeof type, al = sizeof acc;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
+    memset(&ss, 0, sizeof ss);
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
         getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) != 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
@@ -115,5 +116,6 @@ int systemd_listen_fd(char *err, size_t errlen)
                  strerror(errno));
         return -2;
     }
+    *addr = ss;
     return fd;
 }

@@ -240,10 +240,11 @@ int body_json_depth(const char *buf, size_t len);
 void notify_systemd(const char *state);
 /* notify.c: the listening socket systemd passed (socket activation:
  * LISTEN_PID is ours, LISTEN_FDS is 1): its fd, non-blocking and
- * close-on-exec; -1 if none was passed; -2 with err filled if what was
- * passed is not one listening TCP socket. Unsets LISTEN_* when they are
- * ours. */
-int systemd_listen_fd(char *err, size_t errlen);
+ * close-on-exec, with its address (AF_INET or AF_INET6) in *addr; -1 if
+ * none was passed; -2 with err filled if what was passed is not one
+ * listening TCP socket. Unsets LISTEN_* when they are ours. */
+struct sockaddr_storage;
+int systemd_listen_fd(struct sockaddr_storage *addr, char *err, size_t errlen);
 
 /* Milliseconds since the server started (monotonic). */
 uint64_t now_ms(void);

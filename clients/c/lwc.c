@@ -339,27 +339,37 @@ static int add_numbers(lwc *c, cJSON *o, const char *name, const double *v, size
     return 0;
 }
 
-static int put_spec(lwc *c, const char *job, const char *spec)
+/* PUT body (JSON text) to /v1/jobs/{job}{suffix}. Retried like a report:
+ * the same document PUT twice leaves the same job. */
+static int put_doc(lwc *c, const char *job, const char *suffix, const char *body)
 {
     char path[64 + JOB_ID_MAX];
     long st;
-    snprintf(path, sizeof path, "/v1/jobs/%s", job);
-    if (request(c, "PUT", path, spec, 1, &st) != 0)
+    snprintf(path, sizeof path, "/v1/jobs/%s%s", job, suffix);
+    if (request(c, "PUT", path, body, 1, &st) != 0)
         return -1;
     clear_err(c);
     return 0;
 }
 
-int lwc_create_job_json(lwc *c, const char *job, const char *spec_json)
+/* put_doc() of a document the caller gave: the job id and the document
+ * (field, and "no <what>" when it is NULL) checked first. */
+static int put_given(lwc *c, const char *job, const char *suffix, const char *doc,
+                     const char *field, const char *what)
 {
     clear_err(c);
     if (!job_id_ok(c, job))
         return -1;
-    if (!spec_json) {
-        set_err(c, 0, "invalid_argument", "spec", "no spec");
+    if (!doc) {
+        set_err(c, 0, "invalid_argument", field, "no %s", what);
         return -1;
     }
-    return put_spec(c, job, spec_json);
+    return put_doc(c, job, suffix, doc);
+}
+
+int lwc_create_job_json(lwc *c, const char *job, const char *spec_json)
+{
+    return put_given(c, job, "", spec_json, "spec", "spec");
 }
 
 int lwc_create_job(lwc *c, const char *job, const char *const *tasks, size_t n_tasks,
@@ -400,7 +410,7 @@ int lwc_create_job(lwc *c, const char *job, const char *const *tasks, size_t n_t
         set_err(c, 0, "out_of_memory", "", "out of memory");
         return -1;
     }
-    int rc = put_spec(c, job, s);
+    int rc = put_doc(c, job, "", s);
     cJSON_free(s);
     return rc;
 }
@@ -543,20 +553,5 @@ int lwc_export_state(lwc *c, const char *job, int decided_only, char **doc)
 
 int lwc_restore_state(lwc *c, const char *job, const char *doc)
 {
-    clear_err(c);
-    if (!job_id_ok(c, job))
-        return -1;
-    if (!doc) {
-        set_err(c, 0, "invalid_argument", "doc", "no state document");
-        return -1;
-    }
-    char path[64 + JOB_ID_MAX];
-    long st;
-    snprintf(path, sizeof path, "/v1/jobs/%s/state", job);
-    /* Retried like a report: the same document restored twice leaves the
-     * same job. */
-    if (request(c, "PUT", path, doc, 1, &st) != 0)
-        return -1;
-    clear_err(c);
-    return 0;
+    return put_given(c, job, "/state", doc, "doc", "state document");
 }

@@ -124,13 +124,18 @@ class Daemon:
     def stop(self):
         for c in self._clients:
             c.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        stop_proc(self.proc)
+
+
+def stop_proc(proc):
+    """SIGTERM, then SIGKILL if it has not exited in time; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
 
 
 def _start(tmp, extra, env=None):
@@ -231,12 +236,16 @@ def raw_http(host, port, data, timeout=10):
     s = socket.create_connection((host, port), timeout=timeout)
     try:
         s.sendall(data)
-        got = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        return recv_all(s)
     finally:
         s.close()
-    return got
+
+
+def recv_all(s):
+    """Read from socket s until the peer closes it."""
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return got
+        got += chunk

@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from conftest import DAEMON, READY_TIMEOUT_S, STOP_TIMEOUT_S, Client
+from conftest import DAEMON, READY_TIMEOUT_S, STOP_TIMEOUT_S, Client, recv_all, stop_proc
 
 # sh moves the socket (its stdin) to fd 3, gives the daemon /dev/null as
 # stdin and execs it under its own pid: LISTEN_PID=$$ is the daemon's pid.
@@ -74,13 +74,7 @@ class Activated:
         return self.proc.wait(timeout=STOP_TIMEOUT_S)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        stop_proc(self.proc)
 
 
 @pytest.fixture
@@ -142,12 +136,7 @@ def test_restart_refuses_nothing_and_keeps_state(activated):
     waiting.sendall(b"GET /v1/jobs/sa HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     second = activated(sock, name="run")
     second.wait_ready()
-    got = b""
-    while True:
-        chunk = waiting.recv(65536)
-        if not chunk:
-            break
-        got += chunk
+    got = recv_all(waiting)
     waiting.close()
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), got[:200]
